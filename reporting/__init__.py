@@ -1,0 +1,132 @@
+"""Besik: report an abandoned newborn in seconds; provably alert and track the authority."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask, request, session
+from flask_babel import Babel, get_locale
+from flask_login import current_user
+from flask_wtf.csrf import CSRFProtect
+
+from . import access, labels
+from .auth import bearer_token, init_login
+from .config import REPO_ROOT, Settings
+from .db import Database, close_session
+from .deadlines import to_local
+from .errors import init_errors
+
+LOCALES = ("kk", "ru", "en")
+csrf = CSRFProtect()
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app in named steps; `settings` defaults to the environment."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, instance_path=str(settings.instance_path),
+                template_folder=str(REPO_ROOT / "templates"),
+                static_folder=str(REPO_ROOT / "static"))
+    _configure(app, settings)
+    _init_database(app, settings)
+    _init_i18n(app)
+    init_login(app)
+    _init_security(app)
+    init_errors(app)
+    _register_blueprints(app)
+    _register_cli(app)
+    return app
+
+
+def _configure(app: Flask, settings: Settings) -> None:
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        BESIK=settings,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SESSION_COOKIE_NAME="besik_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=not settings.is_demo,
+        # A permanent session refreshed on every request, checked against max_age when
+        # read: the idle timeout is enforced by the server, not by the browser.
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.session_idle_seconds),
+        SESSION_REFRESH_EACH_REQUEST=True,
+        REMEMBER_COOKIE_DURATION=timedelta(seconds=0),
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=3600,
+    )
+
+
+def _init_database(app: Flask, settings: Settings) -> None:
+    app.extensions["besik.db"] = Database(settings.database_url)
+    app.teardown_appcontext(close_session)
+
+
+def _select_locale() -> str | None:
+    chosen = request.args.get("lang")
+    if chosen in LOCALES:
+        session["lang"] = chosen
+        return chosen
+    if session.get("lang") in LOCALES:
+        return str(session["lang"])
+    if current_user and current_user.is_authenticated and current_user.locale in LOCALES:
+        return str(current_user.locale)
+    return request.accept_languages.best_match(LOCALES, default="en")
+
+
+def _init_i18n(app: Flask) -> None:
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(REPO_ROOT / "reporting" / "translations")
+    Babel(app, locale_selector=_select_locale)
+    app.jinja_env.filters["local"] = _local_time
+    app.jinja_env.globals.update(labels=labels, label=labels.label, get_locale=get_locale)
+
+
+def _local_time(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Stored UTC shown in Kazakhstan time."""
+    return to_local(moment).strftime(fmt) if moment is not None else ""
+
+
+def _check_csrf() -> None:
+    # Bearer-token callers are not browsers: no ambient cookie, so no CSRF to fear.
+    if request.method in ("GET", "HEAD", "OPTIONS") or bearer_token(request) is not None:
+        return
+    csrf.protect()
+
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; worker-src 'self'; manifest-src 'self'; object-src 'none'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def _security_headers(response: Any) -> Any:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request.path.startswith("/api/") or request.endpoint not in (None, "static"):
+        # Personal data must not linger in shared caches or the browser's back button.
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _init_security(app: Flask) -> None:
+    csrf.init_app(app)
+    app.before_request(access.gate)
+    app.before_request(_check_csrf)
+    app.after_request(_security_headers)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .views import admin, api, auth, home, officer, reports
+
+    for module in (home, auth, reports, officer, admin):
+        app.register_blueprint(module.bp)
+    app.register_blueprint(api.bp, url_prefix="/api/v1")
+
+
+def _register_cli(app: Flask) -> None:
+    from .cli import register
+
+    register(app)

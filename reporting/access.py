@@ -1,0 +1,78 @@
+"""Deny by default: every endpoint declares who may use it; records outside scope are 404."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, abort, current_app, request
+from flask_login import current_user
+from sqlalchemy import Select, exists, select
+
+from .models import District, Facility, Notice, Report, Role, User
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PUBLIC = "public"
+SIGNED_IN = "signed_in"
+ACCESS_ATTR = "besik_access"
+# Flask's own static file route carries no personal data.
+PUBLIC_ENDPOINTS = frozenset({"static"})
+
+
+def allow(*roles: Role | str) -> Callable[[F], F]:
+    """Declare who may call a view: roles, SIGNED_IN (any role) or PUBLIC."""
+
+    def mark(view: F) -> F:
+        setattr(view, ACCESS_ATTR, frozenset(str(r) for r in roles))
+        return view
+
+    return mark
+
+
+def declared_access(app: Flask, endpoint: str) -> frozenset[str] | None:
+    """What an endpoint declared, or None when it declared nothing."""
+    if endpoint in PUBLIC_ENDPOINTS:
+        return frozenset({PUBLIC})
+    view = app.view_functions.get(endpoint)
+    return getattr(view, ACCESS_ATTR, None)
+
+
+def is_allowed(declared: frozenset[str], user: Any) -> bool:
+    """Whether `user` (possibly anonymous) passes a declaration."""
+    if PUBLIC in declared:
+        return True
+    if not user.is_authenticated:
+        return False
+    return SIGNED_IN in declared or str(user.role) in declared
+
+
+def gate() -> Any:
+    """before_request: refuse any endpoint without a declaration, then check the role."""
+    if request.endpoint is None:
+        return None  # 404/405 from routing itself
+    declared = declared_access(current_app, request.endpoint)
+    if declared is None:
+        abort(403)
+    if PUBLIC in declared:
+        return None
+    if not current_user.is_authenticated:
+        return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
+    if not is_allowed(declared, current_user):
+        abort(403)
+    return None
+
+
+def visible_reports(user: User) -> Select[Report]:
+    """Reports within the user's scope (PRODUCT §1)."""
+    query = select(Report)
+    if user.role is Role.REPORTER:
+        return query.where(Report.facility_id == user.facility_id)
+    if user.role is Role.OFFICER:
+        routed = exists().where(Notice.report_id == Report.id,
+                                Notice.agency_id == user.agency_id)
+        return query.where(routed)
+    if user.region_id is None:
+        return query
+    in_region = select(Facility.id).join(District).where(District.region_id == user.region_id)
+    return query.where(Report.facility_id.in_(in_region))

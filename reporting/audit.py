@@ -1,0 +1,83 @@
+"""The audit log: record() appends to a sha256 hash chain; verify() walks it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import AuditEntry, AuditHead, utcnow
+
+GENESIS = "0" * 64
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def entry_hash(prev_hash: str, body: dict[str, Any]) -> str:
+    """The chain link: sha256 over the previous hash and the entry's canonical JSON."""
+    return hashlib.sha256((prev_hash + canonical_json(body)).encode()).hexdigest()
+
+
+def _body(seq: int, at: datetime, actor_id: int | None, tag: str, subject: str | None,
+          data: dict[str, Any]) -> dict[str, Any]:
+    return {"seq": seq, "at": at.isoformat(), "actor_id": actor_id, "tag": tag,
+            "subject": subject, "data": data}
+
+
+def record(session: Session, tag: str, *, actor_id: int | None, subject: str | None = None,
+           data: dict[str, Any] | None = None, now: datetime | None = None) -> AuditEntry:
+    """Append one tagged entry (e.g. "report:filed"); flushes, never commits."""
+    # Locking the head row serialises appenders until commit: the chain cannot fork.
+    head = session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    at = (now or utcnow()).astimezone(UTC)
+    payload = json.loads(canonical_json(data or {}))
+    seq = head.seq + 1
+    digest = entry_hash(head.hash, _body(seq, at, actor_id, tag, subject, payload))
+    entry = AuditEntry(seq=seq, at=at, actor_id=actor_id, tag=tag, subject=subject,
+                       data=payload, prev_hash=head.hash, hash=digest)
+    session.add(entry)
+    head.seq, head.hash = seq, digest
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class Verification:
+    is_ok: bool
+    entries: int
+    head: str
+    bad_seq: int | None = None
+    reason: str | None = None
+
+
+def verify(session: Session, batch: int = 5000) -> Verification:
+    """Recompute every link; report the first entry that does not match."""
+    prev, count, last_seq = GENESIS, 0, 0
+    while True:
+        rows = session.scalars(select(AuditEntry).where(AuditEntry.seq > last_seq)
+                               .order_by(AuditEntry.seq).limit(batch)).all()
+        if not rows:
+            break
+        for entry in rows:
+            if entry.seq != last_seq + 1:
+                return Verification(False, count, prev, entry.seq, "gap in sequence")
+            if entry.prev_hash != prev:
+                return Verification(False, count, prev, entry.seq, "broken link")
+            body = _body(entry.seq, entry.at, entry.actor_id, entry.tag, entry.subject,
+                         entry.data)
+            if entry_hash(prev, body) != entry.hash:
+                return Verification(False, count, prev, entry.seq, "content changed")
+            prev, count, last_seq = entry.hash, count + 1, entry.seq
+    head = session.get(AuditHead, 1)
+    if head is not None and (head.seq != last_seq or head.hash != prev):
+        return Verification(False, count, prev, last_seq + 1, "entries missing at the end")
+    return Verification(True, count, prev)

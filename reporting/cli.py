@@ -1,0 +1,150 @@
+"""The flask commands of CONTRACT §3. Each command is one transaction."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn, TypeVar
+
+import click
+from flask import Flask, current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit, demo
+from .auth import create_token, hash_password
+from .db import get_db
+from .migrate import upgrade
+from .models import Agency, Facility, Region, Role, User, utcnow
+from .policy import PolicyError, current_rules, ensure_default_policy, set_rule_duration
+
+T = TypeVar("T", Facility, Agency, Region)
+
+
+def register(app: Flask) -> None:
+    """Attach the commands to the app."""
+    for command in (init_db, seed_demo, create_user, create_token_cmd, policy, audit_verify):
+        app.cli.add_command(command)
+
+
+@click.command("init-db")
+def init_db() -> None:
+    """Apply all migrations and install the default deadline policy (idempotent)."""
+    db = get_db()
+    upgrade(db.engine)
+    with db.transaction() as session:
+        ensure_default_policy(session, utcnow())
+    click.echo("database ready")
+
+
+@click.command("seed-demo")
+@click.option("--if-empty", is_flag=True, help="Only when the database has no users yet.")
+def seed_demo(if_empty: bool) -> None:
+    """Load the demo data (refused outside BESIK_ENV=demo)."""
+    if not current_app.config["BESIK"].is_demo:
+        raise click.ClickException("seed-demo only runs with BESIK_ENV=demo")
+    with get_db().transaction() as session:
+        if if_empty and not demo.is_empty(session):
+            click.echo("database already has data: demo not loaded")
+            return
+        demo.seed_demo(session, utcnow())
+    click.echo(f"demo data loaded; every demo user's password is {demo.DEMO_PASSWORD}")
+
+
+@click.command("create-user")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+@click.option("--facility", "facility_code")
+@click.option("--agency", "agency_code")
+@click.option("--region", "region_code")
+@click.option("--head", is_flag=True)
+def create_user(email: str, name: str, role: str, facility_code: str | None,
+                agency_code: str | None, region_code: str | None, head: bool) -> None:
+    """Create a user; the password is read from stdin."""
+    password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 10:
+        _bad_input("the password (read from stdin) needs at least 10 characters")
+    with get_db().transaction() as session:
+        if session.scalar(select(User).where(User.email == email.lower())) is not None:
+            _bad_input(f"a user with email {email} already exists")
+        user = User(email=email.strip().lower(), name=name, role=Role(role),
+                    password_hash=hash_password(password), is_head=head, created_at=utcnow())
+        if role == Role.REPORTER:
+            user.facility = _find(session, Facility, facility_code, "--facility")
+        elif role == Role.OFFICER:
+            user.agency = _find(session, Agency, agency_code, "--agency")
+        elif region_code:
+            user.region = _find(session, Region, region_code, "--region")
+        session.add(user)
+        session.flush()
+        audit.record(session, "user:created", actor_id=None, subject=f"user:{user.id}",
+                     data={"email": user.email, "role": role, "head": head}, now=utcnow())
+    click.echo(f"created {user.email}")
+
+
+def _find(session: Session, model: type[T], code: str | None, option: str) -> T:
+    if not code:
+        _bad_input(f"{option} is required for this role")
+    found = session.scalar(select(model).where(model.code == code))
+    if found is None:
+        _bad_input(f"no such {option.strip('-')}: {code}")
+    return found
+
+
+def _bad_input(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.command("create-token")
+@click.option("--email", required=True)
+@click.option("--name", "label", default="api", show_default=True)
+def create_token_cmd(email: str, label: str) -> None:
+    """Print a new API bearer token (shown once, stored hashed)."""
+    with get_db().transaction() as session:
+        user = session.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            _bad_input(f"no user with email {email}")
+        token = create_token(session, user, label, utcnow())
+    click.echo(token)
+
+
+@click.group("policy")
+def policy() -> None:
+    """Show or change the deadline policy."""
+
+
+@policy.command("show")
+def policy_show() -> None:
+    """Print the rules in force: rule, duration, basis, verified."""
+    with get_db().transaction() as session:
+        version, rules = current_rules(session)
+    click.echo(f"# policy version {version.id}")
+    for rule in rules.values():
+        verified = "verified" if rule.is_basis_verified else "UNVERIFIED"
+        click.echo(f"{rule.name}\t{rule.duration}\t{rule.basis}\t{verified}")
+
+
+@policy.command("set")
+@click.argument("rule")
+@click.argument("duration")
+def policy_set(rule: str, duration: str) -> None:
+    """Change one rule's duration (90s, 30min, 24h, 3d, 3wd); audited."""
+    try:
+        with get_db().transaction() as session:
+            version = set_rule_duration(session, rule, duration, actor_id=None, now=utcnow())
+    except PolicyError as exc:
+        _bad_input(str(exc))
+    click.echo(f"{rule} = {duration} (policy version {version.id})")
+
+
+@click.command("audit-verify")
+def audit_verify() -> None:
+    """Check the audit hash chain."""
+    with get_db().transaction() as session:
+        result = audit.verify(session)
+    if result.is_ok:
+        click.echo(f"ok {result.entries} {result.head}")
+        return
+    click.echo(f"broken at entry {result.bad_seq}: {result.reason}")
+    sys.exit(1)

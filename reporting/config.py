@@ -1,0 +1,80 @@
+"""Settings, read once from the environment: the only module that looks at os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The public browser push services (Chrome/FCM, Firefox/Mozilla, Safari/Apple, Edge/WNS).
+DEFAULT_PUSH_HOSTS = (
+    "fcm.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "web.push.apple.com",
+    "wns2-by3p.notify.windows.com",
+)
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable Besik."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed, immutable configuration."""
+
+    database_url: str
+    secret_key: str
+    env: str = "production"
+    instance_path: Path = REPO_ROOT / "instance"
+    vapid_private_key_file: Path = REPO_ROOT / "instance" / "vapid_private.pem"
+    vapid_subject: str = "mailto:alerts@besik.example"
+    push_allowed_hosts: tuple[str, ...] = DEFAULT_PUSH_HOSTS
+    worker_poll_seconds: float = 1.0
+    session_idle_seconds: int = 30 * 60
+    max_body_bytes: int = 64 * 1024
+
+    @property
+    def is_demo(self) -> bool:
+        """Demo mode: seed data allowed, cookies not marked Secure (plain http on localhost)."""
+        return self.env == "demo"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Build settings from environment variables; fail loudly on anything missing."""
+        env = environ.get("BESIK_ENV", "production")
+        if env not in ("production", "demo"):
+            raise ConfigError(f"BESIK_ENV must be 'production' or 'demo', not {env!r}")
+        instance = REPO_ROOT / "instance"
+        secret = environ.get("SECRET_KEY", "")
+        if not secret:
+            if env != "demo":
+                raise ConfigError("SECRET_KEY is required (or set BESIK_ENV=demo for the demo)")
+            secret = "besik-demo-secret-not-for-production"  # noqa: S105 - demo only
+        subject = environ.get("VAPID_SUBJECT", "mailto:alerts@besik.example")
+        if not subject.startswith(("mailto:", "https:")):
+            raise ConfigError("VAPID_SUBJECT must be a mailto: or https: URL")
+        hosts = environ.get("PUSH_ALLOWED_HOSTS")
+        try:
+            poll = float(environ.get("WORKER_POLL_SECONDS", "1"))
+        except ValueError as exc:
+            raise ConfigError("WORKER_POLL_SECONDS must be a number") from exc
+        return cls(
+            database_url=environ.get("DATABASE_URL", f"sqlite:///{instance / 'besik.db'}"),
+            secret_key=secret,
+            env=env,
+            instance_path=instance,
+            vapid_private_key_file=Path(
+                environ.get("VAPID_PRIVATE_KEY_FILE", str(instance / "vapid_private.pem"))
+            ),
+            vapid_subject=subject,
+            push_allowed_hosts=(
+                tuple(h.strip().lower() for h in hosts.split(",") if h.strip())
+                if hosts is not None
+                else DEFAULT_PUSH_HOSTS
+            ),
+            worker_poll_seconds=poll,
+        )

@@ -1,0 +1,314 @@
+"""Typed models. Times are stored in UTC; enums are stored by value."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Enum,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on both SQLite (which has no time zones) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: Besik stores UTC only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, values_callable=lambda e: [m.value for m in e], native_enum=False,
+                length=32, validate_strings=True)
+
+
+def new_uuid() -> str:
+    """A random UUID as text (the same form the phones send)."""
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    """The current time, UTC-aware."""
+    return datetime.now(UTC)
+
+
+intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
+uuidpk = Annotated[str, mapped_column(String(36), primary_key=True, default=new_uuid)]
+code = Annotated[str, mapped_column(String(32), unique=True, index=True)]
+utc = Annotated[datetime, mapped_column(UTCDateTime())]
+utc_opt = Annotated[datetime | None, mapped_column(UTCDateTime(), nullable=True)]
+text_opt = Annotated[str | None, mapped_column(Text, nullable=True)]
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: dict[Any, Any] = {str: String(255), dict[str, Any]: JSON,
+                                           list[str]: JSON}
+
+
+class Role(enum.StrEnum):
+    REPORTER = "reporter"
+    OFFICER = "officer"
+    ADMIN = "admin"
+
+
+class AgencyKind(enum.StrEnum):
+    GUARDIANSHIP = "guardianship"
+    POLICE = "police"
+
+
+class ReportState(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    CLOSED = "closed"
+
+
+class Region(Base):
+    __tablename__ = "regions"
+    id: Mapped[intpk]
+    code: Mapped[code]
+    name: Mapped[str]
+    districts: Mapped[list[District]] = relationship(back_populates="region")
+
+
+class District(Base):
+    __tablename__ = "districts"
+    id: Mapped[intpk]
+    code: Mapped[code]
+    name: Mapped[str]
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
+    region: Mapped[Region] = relationship(back_populates="districts")
+
+
+class Facility(Base):
+    __tablename__ = "facilities"
+    id: Mapped[intpk]
+    code: Mapped[code]
+    name: Mapped[str]
+    kind: Mapped[str] = mapped_column(String(32), default="maternity")
+    district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"), index=True)
+    district: Mapped[District] = relationship()
+
+
+class Agency(Base):
+    """A guardianship or police body; jurisdiction is one district, or a whole region."""
+
+    __tablename__ = "agencies"
+    id: Mapped[intpk]
+    code: Mapped[code]
+    name: Mapped[str]
+    kind: Mapped[AgencyKind] = mapped_column(_enum(AgencyKind))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
+    district_id: Mapped[int | None] = mapped_column(ForeignKey("districts.id"), index=True)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    region: Mapped[Region] = relationship()
+    district: Mapped[District | None] = relationship()
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[intpk]
+    email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
+    name: Mapped[str]
+    password_hash: Mapped[str]
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    facility_id: Mapped[int | None] = mapped_column(ForeignKey("facilities.id"), index=True)
+    agency_id: Mapped[int | None] = mapped_column(ForeignKey("agencies.id"), index=True)
+    # An admin's scope: one region, or None for the whole country.
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
+    is_head: Mapped[bool] = mapped_column(Boolean, default=False)
+    locale: Mapped[str | None] = mapped_column(String(8))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[utc] = mapped_column(default=utcnow)
+    facility: Mapped[Facility | None] = relationship()
+    agency: Mapped[Agency | None] = relationship()
+    region: Mapped[Region | None] = relationship()
+
+    # flask-login protocol
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class ApiToken(Base):
+    """A bearer token; only its sha256 is stored, the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[utc] = mapped_column(default=utcnow)
+    revoked_at: Mapped[utc_opt]
+    user: Mapped[User] = relationship()
+
+
+class PolicyVersion(Base):
+    """The whole deadline policy as data; every change adds a version, none is edited."""
+
+    __tablename__ = "policy_versions"
+    id: Mapped[intpk]
+    created_at: Mapped[utc] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(String(255))
+
+
+class CalendarOverride(Base):
+    """A government day-off transfer the holidays library does not know yet."""
+
+    __tablename__ = "calendar_overrides"
+    day: Mapped[date] = mapped_column(primary_key=True)
+    is_working_day: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str | None] = mapped_column(String(255))
+
+
+class ReferenceCounter(Base):
+    """The last reference number handed out per region and year (incremented atomically)."""
+
+    __tablename__ = "reference_counters"
+    region_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Report(Base):
+    __tablename__ = "reports"
+    # The phone's UUID is the primary key: it is also the idempotency key of the API.
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_versions.id"))
+    circumstance: Mapped[str] = mapped_column(String(32))
+    discovered_at: Mapped[utc]
+    filed_at: Mapped[utc]
+    received_at: Mapped[utc] = mapped_column(index=True)
+    # The instant the reporting deadline is judged on (filed_at or received_at, PRODUCT §3).
+    reported_at: Mapped[utc]
+    child_sex: Mapped[str] = mapped_column(String(16))
+    child_iin: Mapped[str | None] = mapped_column(String(12))
+    child_born_at: Mapped[utc_opt]
+    child_weight_g: Mapped[int | None]
+    child_condition: Mapped[str | None] = mapped_column(String(200))
+    mother_iin: Mapped[str | None] = mapped_column(String(12))
+    mother_full_name: Mapped[str | None] = mapped_column(String(200))
+    mother_birth_date: Mapped[date | None]
+    mother_citizenship: Mapped[str | None] = mapped_column(String(2))
+    mother_phone: Mapped[str | None] = mapped_column(String(32))
+    mother_address: Mapped[str | None] = mapped_column(String(500))
+    risk_flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    notes: Mapped[text_opt]
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # sha256 of the canonical request: an idempotent retry must match it exactly.
+    content_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[ReportState] = mapped_column(_enum(ReportState), default=ReportState.OPEN,
+                                               index=True)
+    facility: Mapped[Facility] = relationship()
+    reporter: Mapped[User] = relationship()
+    notices: Mapped[list[Notice]] = relationship(back_populates="report",
+                                                 order_by="Notice.sent_at")
+    deadlines: Mapped[list[Deadline]] = relationship(back_populates="report",
+                                                     order_by="Deadline.due_at")
+    amendments: Mapped[list[ReportAmendment]] = relationship(
+        back_populates="report", order_by="ReportAmendment.id")
+
+
+class ReportAmendment(Base):
+    __tablename__ = "report_amendments"
+    id: Mapped[intpk]
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[utc] = mapped_column(default=utcnow)
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    report: Mapped[Report] = relationship(back_populates="amendments")
+
+
+class Notice(Base):
+    """One routing of a report to one agency."""
+
+    __tablename__ = "notices"
+    __table_args__ = (UniqueConstraint("report_id", "agency_id"),)
+    id: Mapped[uuidpk]
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    # Routed to the region's agency because the district has none: a configuration gap.
+    is_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    sent_at: Mapped[utc]
+    ack_due_at: Mapped[utc]
+    acknowledged_at: Mapped[utc_opt]
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    ack_channel: Mapped[str | None] = mapped_column(String(16))
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    report: Mapped[Report] = relationship(back_populates="notices")
+    agency: Mapped[Agency] = relationship()
+    acknowledged_by: Mapped[User | None] = relationship()
+
+
+class Deadline(Base):
+    __tablename__ = "deadlines"
+    id: Mapped[intpk]
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
+    notice_id: Mapped[str | None] = mapped_column(ForeignKey("notices.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[utc] = mapped_column(index=True)
+    met_at: Mapped[utc_opt]
+    basis: Mapped[str] = mapped_column(String(500))
+    is_basis_verified: Mapped[bool] = mapped_column(Boolean)
+    report: Mapped[Report] = relationship(back_populates="deadlines")
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained: hash = sha256(prev_hash + canonical JSON of the entry)."""
+
+    __tablename__ = "audit_entries"
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True, autoincrement=False)
+    at: Mapped[utc]
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    tag: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str | None] = mapped_column(String(64), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """A single row locked by every appender, so the chain never forks under concurrency."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64))

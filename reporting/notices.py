@@ -1,0 +1,66 @@
+"""Routing a report to the agencies that must act on it (PRODUCT §4)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .deadlines import Calendar, Event, Rule, due_at
+from .models import Agency, AgencyKind, Deadline, District, Facility, Notice, Report
+
+
+def _agency_for(session: Session, kind: AgencyKind,
+                district: District) -> tuple[Agency, bool] | None:
+    """The district's agency of this kind, else the region's (a fallback: a config gap)."""
+    candidates = session.scalars(
+        select(Agency).where(
+            Agency.kind == kind,
+            or_(Agency.district_id == district.id,
+                and_(Agency.district_id.is_(None), Agency.region_id == district.region_id)),
+        ).order_by(Agency.district_id.is_(None), Agency.id)
+    ).all()
+    if not candidates:
+        return None
+    chosen = candidates[0]
+    # Police commonly serve a whole region: that is their jurisdiction, not a gap.
+    is_fallback = kind is AgencyKind.GUARDIANSHIP and chosen.district_id is None
+    return chosen, is_fallback
+
+
+def routes_for(session: Session, facility: Facility, *, has_risk: bool
+               ) -> list[tuple[Agency, bool]]:
+    """The (agency, is_fallback) pairs a report from `facility` goes to."""
+    kinds = [AgencyKind.GUARDIANSHIP] + ([AgencyKind.POLICE] if has_risk else [])
+    found = (_agency_for(session, kind, facility.district) for kind in kinds)
+    return [route for route in found if route is not None]
+
+
+def route_report(session: Session, report: Report, rules: dict[str, Rule], calendar: Calendar,
+                 now: datetime) -> list[Notice]:
+    """Create the report's notices and their deadlines; flushes and audits."""
+    notices = []
+    for agency, is_fallback in routes_for(session, report.facility,
+                                          has_risk=bool(report.risk_flags)):
+        ack_rule = rules["acknowledge_notice"]
+        notice = Notice(report=report, agency=agency, is_fallback=is_fallback, sent_at=now,
+                        ack_due_at=due_at(now, ack_rule.duration, calendar))
+        session.add(notice)
+        session.flush()
+        for rule in rules.values():
+            if rule.starts_on is not Event.NOTICE_SENT:
+                continue
+            if rule.name == "examine_child" and agency.kind is not AgencyKind.GUARDIANSHIP:
+                continue
+            session.add(Deadline(report=report, notice_id=notice.id, rule=rule.name,
+                                 due_at=due_at(now, rule.duration, calendar),
+                                 basis=rule.basis, is_basis_verified=rule.is_basis_verified))
+        audit.record(session, "notice:created", actor_id=None, subject=f"notice:{notice.id}",
+                     data={"report": report.id, "agency": agency.code,
+                           "is_fallback": is_fallback, "ack_due_at": notice.ack_due_at},
+                     now=now)
+        notices.append(notice)
+    session.flush()
+    return notices

@@ -1,0 +1,84 @@
+"""How records look from outside: the API's JSON and the pages' view of a report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from .deadlines import DeadlineState, deadline_state
+from .models import Deadline, Notice, Report
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as the API answers."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def notice_state(notice: Notice, now: datetime) -> str:
+    """pending | acknowledged | overdue."""
+    if notice.acknowledged_at is not None:
+        return "acknowledged"
+    return "overdue" if now > notice.ack_due_at else "pending"
+
+
+def notice_json(notice: Notice, now: datetime) -> dict[str, Any]:
+    """A notice as the API shows it."""
+    agency = notice.agency
+    return {
+        "id": notice.id,
+        "agency": {"code": agency.code, "name": agency.name, "kind": str(agency.kind)},
+        "is_fallback": notice.is_fallback,
+        "sent_at": iso(notice.sent_at),
+        "ack_due_at": iso(notice.ack_due_at),
+        "acknowledged_at": iso(notice.acknowledged_at),
+        "acknowledged_by": ({"name": notice.acknowledged_by.name}
+                            if notice.acknowledged_by else None),
+        "state": notice_state(notice, now),
+        "escalation_level": notice.escalation_level,
+    }
+
+
+def deadline_json(deadline: Deadline, now: datetime) -> dict[str, Any]:
+    """A deadline with its state at `now`."""
+    state: DeadlineState = deadline_state(deadline.due_at, deadline.met_at, now)
+    return {"rule": deadline.rule, "notice_id": deadline.notice_id,
+            "due_at": iso(deadline.due_at), "met_at": iso(deadline.met_at),
+            "state": str(state), "basis": deadline.basis,
+            "basis_verified": deadline.is_basis_verified}
+
+
+def report_json(report: Report, now: datetime) -> dict[str, Any]:
+    """Everything sent, plus what the server knows (CONTRACT §5)."""
+    child = _compact({"sex": report.child_sex, "iin": report.child_iin,
+                      "born_at": iso(report.child_born_at), "weight_g": report.child_weight_g,
+                      "condition": report.child_condition})
+    mother = _compact({"iin": report.mother_iin, "full_name": report.mother_full_name,
+                       "birth_date": (report.mother_birth_date.isoformat()
+                                      if report.mother_birth_date else None),
+                       "citizenship": report.mother_citizenship, "phone": report.mother_phone,
+                       "address": report.mother_address})
+    return {
+        "id": report.id,
+        "reference": report.reference,
+        "circumstance": report.circumstance,
+        "discovered_at": iso(report.discovered_at),
+        "filed_at": iso(report.filed_at),
+        "received_at": iso(report.received_at),
+        "reported_at": iso(report.reported_at),
+        "child": child,
+        "mother": mother,
+        "risk_flags": list(report.risk_flags),
+        "notes": report.notes,
+        "facility": {"code": report.facility.code, "name": report.facility.name},
+        "reporter": {"name": report.reporter.name},
+        "state": str(report.state),
+        "warnings": list(report.warnings),
+        "notices": [notice_json(n, now) for n in report.notices],
+        "deadlines": [deadline_json(d, now) for d in report.deadlines],
+    }
+
+
+def _compact(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}

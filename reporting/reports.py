@@ -1,0 +1,210 @@
+"""Filing a report: validate, reference, store, route, put on the clock, audit."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from . import audit
+from .deadlines import Calendar, Event, due_at, reporting_time, to_local
+from .iin import iin_warnings
+from .models import Deadline, Facility, ReferenceCounter, Report, User
+from .notices import route_report
+from .policy import current_rules, load_calendar
+from .schema import (
+    Choice,
+    DateField,
+    DateTimeField,
+    Errors,
+    IINField,
+    IntField,
+    ListOf,
+    Obj,
+    Str,
+    UUIDField,
+)
+
+CIRCUMSTANCES = ("written_refusal", "left_without_notice", "not_returned_after_leave",
+                 "found_abandoned", "other")
+SEXES = ("female", "male", "unknown")
+RISK_FLAGS = ("payment_suspected", "third_party_claim", "surrogacy_suspected", "mother_minor",
+              "foreign_involvement", "identity_unknown")
+MAX_FUTURE = timedelta(minutes=5)
+REFERENCE_PATTERN = r"[A-Z]{2,8}-[0-9]{4}-[0-9]{6,}"
+
+REPORT_SCHEMA = Obj({
+    "id": UUIDField(required=True, description="Client-generated UUID; the idempotency key."),
+    "circumstance": Choice(CIRCUMSTANCES, required=True),
+    "discovered_at": DateTimeField(required=True, description="When staff learned of it."),
+    "filed_at": DateTimeField(description="The phone's clock at Send; defaults to receipt."),
+    "reference": Str(max_length=32, pattern=REFERENCE_PATTERN,
+                     description="A reference reserved for this facility."),
+    "child": Obj({
+        "sex": Choice(SEXES, required=True),
+        "iin": IINField(),
+        "born_at": DateTimeField(),
+        "weight_g": IntField(minimum=200, maximum=8000),
+        "condition": Str(max_length=200),
+    }, required=True),
+    "mother": Obj({
+        "iin": IINField(),
+        "full_name": Str(max_length=200),
+        "birth_date": DateField(),
+        "citizenship": Str(max_length=2, pattern="[A-Z]{2}"),
+        "phone": Str(max_length=32, pattern=r"\+?[0-9 ()-]{5,31}"),
+        "address": Str(max_length=500),
+    }),
+    "risk_flags": ListOf(Choice(RISK_FLAGS), max_items=len(RISK_FLAGS)),
+    "notes": Str(max_length=4000),
+})
+
+
+class FilingError(Exception):
+    """A report that cannot be accepted as sent."""
+
+    status = 422
+    code = "invalid"
+
+    def __init__(self, message: Any, fields: Errors | None = None) -> None:
+        super().__init__(str(message))
+        self.message = message
+        self.fields = fields or {}
+
+
+class ReportInvalid(FilingError):
+    status, code = 422, "validation_failed"
+
+
+class ReportIdConflict(FilingError):
+    status, code = 409, "id_conflict"
+
+
+@dataclass(frozen=True)
+class Filed:
+    report: Report
+    is_new: bool
+
+
+def clean_report(data: Any, now: datetime) -> dict[str, Any]:
+    """Validate a report body against the schema and the time rules; raise ReportInvalid."""
+    cleaned, errors = REPORT_SCHEMA.validate(data)
+    discovered = cleaned.get("discovered_at")
+    if discovered is not None and discovered > now + MAX_FUTURE:
+        errors["discovered_at"] = _l("Cannot be more than 5 minutes in the future.")
+    if errors:
+        raise ReportInvalid(_l("The report has errors."), errors)
+    return cleaned
+
+
+def content_hash(cleaned: dict[str, Any]) -> str:
+    """A digest of the validated content: an idempotent retry must match it."""
+    return hashlib.sha256(audit.canonical_json(_jsonable(cleaned)).encode()).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def soft_warnings(cleaned: dict[str, Any]) -> list[str]:
+    """IIN digits that disagree with the birth date or sex: shown, never refused."""
+    child, mother = cleaned["child"], cleaned.get("mother", {})
+    warnings = []
+    if "iin" in child:
+        born = child.get("born_at")
+        warnings += [f"child.iin_{w}" for w in iin_warnings(
+            child["iin"], birth=born.date() if born else None, sex=child["sex"])]
+    if "iin" in mother:
+        warnings += [f"mother.iin_{w}" for w in iin_warnings(
+            mother["iin"], birth=mother.get("birth_date"), sex="female")]
+    return warnings
+
+
+def next_reference(session: Session, region_code: str, year: int) -> str:
+    """Allocate the next reference with one atomic upsert: no read-then-write race."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    upsert = insert(ReferenceCounter).values(region_code=region_code, year=year, last_value=1)
+    stmt = upsert.on_conflict_do_update(
+        index_elements=["region_code", "year"],
+        set_={"last_value": ReferenceCounter.last_value + 1},
+    ).returning(ReferenceCounter.last_value)
+    number = session.execute(stmt).scalar_one()
+    return f"{region_code}-{year}-{number:06d}"
+
+
+def file_report(session: Session, reporter: User, cleaned: dict[str, Any], *,
+                now: datetime) -> Filed:
+    """Store a validated report, route it and start its deadlines; flushes, never commits."""
+    digest = content_hash(cleaned)
+    existing = session.get(Report, cleaned["id"])
+    if existing is not None:
+        if existing.content_hash != digest or existing.reporter_id != reporter.id:
+            raise ReportIdConflict(_l("A different report was already filed with this id."))
+        return Filed(existing, is_new=False)
+    if cleaned.get("reference"):
+        # Reservations arrive with offline filing; until then no reference can be chosen.
+        raise ReportInvalid(_l("The report has errors."),
+                            {"reference": _l("This reference is not reserved for your "
+                                             "facility.")})
+    facility = session.get(Facility, reporter.facility_id)
+    if facility is None:
+        raise FilingError(_l("Your account belongs to no facility."))
+    version, rules = current_rules(session)
+    calendar = load_calendar(session)
+    child, mother = cleaned["child"], cleaned.get("mother", {})
+    filed_at = cleaned.get("filed_at", now)
+    report = Report(
+        id=cleaned["id"],
+        reference=next_reference(session, facility.district.region.code, to_local(now).year),
+        facility=facility, reporter=reporter, policy_version_id=version.id,
+        circumstance=cleaned["circumstance"], discovered_at=cleaned["discovered_at"],
+        filed_at=filed_at, received_at=now,
+        reported_at=reporting_time(cleaned["discovered_at"], filed_at, now),
+        child_sex=child["sex"], child_iin=child.get("iin"), child_born_at=child.get("born_at"),
+        child_weight_g=child.get("weight_g"), child_condition=child.get("condition"),
+        mother_iin=mother.get("iin"), mother_full_name=mother.get("full_name"),
+        mother_birth_date=mother.get("birth_date"),
+        mother_citizenship=mother.get("citizenship"), mother_phone=mother.get("phone"),
+        mother_address=mother.get("address"), risk_flags=cleaned.get("risk_flags", []),
+        notes=cleaned.get("notes"), warnings=soft_warnings(cleaned), content_hash=digest,
+    )
+    session.add(report)
+    session.flush()
+    notices = route_report(session, report, rules, calendar, now)
+    _start_report_deadlines(session, report, rules, calendar, has_police=any(
+        n.agency.kind == "police" for n in notices))
+    audit.record(session, "report:filed", actor_id=reporter.id, subject=f"report:{report.id}",
+                 data={"reference": report.reference, "facility": facility.code,
+                       "discovered_at": report.discovered_at, "filed_at": report.filed_at,
+                       "received_at": report.received_at, "policy_version": version.id},
+                 now=now)
+    return Filed(report, is_new=True)
+
+
+def _start_report_deadlines(session: Session, report: Report, rules: dict[str, Any],
+                            calendar: Calendar, *, has_police: bool) -> None:
+    for rule in rules.values():
+        if rule.starts_on is not Event.DISCOVERED:
+            continue
+        if rule.needs_risk_flag and not report.risk_flags:
+            continue
+        # Filing meets the reporting rule; routing to the police meets inform_police.
+        met_at = report.reported_at if not rule.needs_risk_flag else (
+            report.received_at if has_police else None)
+        session.add(Deadline(report=report, rule=rule.name,
+                             due_at=due_at(report.discovered_at, rule.duration, calendar),
+                             met_at=met_at, basis=rule.basis,
+                             is_basis_verified=rule.is_basis_verified))
+    session.flush()

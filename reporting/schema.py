@@ -1,0 +1,232 @@
+"""One declarative schema per thing: it validates API bodies and form posts, and it writes
+the OpenAPI document. Errors are collected per field path ("child.iin")."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+
+from .iin import IINError, validate_iin
+
+Errors = dict[str, Any]
+
+
+class Invalid(Exception):
+    """Raised by a field for its own value; the Obj collects it under the field's path."""
+
+    def __init__(self, message: Any) -> None:
+        super().__init__(str(message))
+        self.message = message
+
+
+class Field:
+    """Base field: `required`, a description for the OpenAPI document."""
+
+    json_type: str = "string"
+
+    def __init__(self, *, required: bool = False, description: str = "") -> None:
+        self.required = required
+        self.description = description
+
+    def check(self, value: Any) -> Any:
+        """Return the cleaned value or raise Invalid."""
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        """This field as JSON Schema (OpenAPI 3.1 dialect)."""
+        schema: dict[str, Any] = {"type": self.json_type}
+        if self.description:
+            schema["description"] = self.description
+        return schema
+
+
+class Str(Field):
+    def __init__(self, *, max_length: int = 255, pattern: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_length = max_length
+        self.pattern = re.compile(pattern) if pattern else None
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise Invalid(_l("Must be text."))
+        value = value.strip()
+        if len(value) > self.max_length:
+            raise Invalid(_l("At most %(n)d characters.", n=self.max_length))
+        if self.pattern and not self.pattern.fullmatch(value):
+            raise Invalid(_l("Not in the expected format."))
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = super().json_schema() | {"maxLength": self.max_length}
+        if self.pattern:
+            schema["pattern"] = f"^{self.pattern.pattern}$"
+        return schema
+
+
+class UUIDField(Field):
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise Invalid(_l("Must be a UUID."))
+        try:
+            return str(uuid.UUID(value))
+        except ValueError as exc:
+            raise Invalid(_l("Must be a UUID.")) from exc
+
+    def json_schema(self) -> dict[str, Any]:
+        return super().json_schema() | {"format": "uuid"}
+
+
+class DateTimeField(Field):
+    """ISO 8601 with an explicit offset; returned in UTC."""
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise Invalid(_l("Must be a date and time (ISO 8601)."))
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise Invalid(_l("Must be a date and time (ISO 8601).")) from exc
+        if parsed.tzinfo is None:
+            raise Invalid(_l("Must include a time zone offset."))
+        return parsed.astimezone(UTC)
+
+    def json_schema(self) -> dict[str, Any]:
+        return super().json_schema() | {"format": "date-time"}
+
+
+class DateField(Field):
+    def check(self, value: Any) -> Any:
+        try:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return date.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise Invalid(_l("Must be a date (YYYY-MM-DD).")) from exc
+
+    def json_schema(self) -> dict[str, Any]:
+        return super().json_schema() | {"format": "date"}
+
+
+class IntField(Field):
+    json_type = "integer"
+
+    def __init__(self, *, minimum: int, maximum: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.minimum, self.maximum = minimum, maximum
+
+    def check(self, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(_l("Must be a whole number."))
+        if not self.minimum <= value <= self.maximum:
+            raise Invalid(_l("Must be between %(lo)d and %(hi)d.", lo=self.minimum,
+                             hi=self.maximum))
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return super().json_schema() | {"minimum": self.minimum, "maximum": self.maximum}
+
+
+class Choice(Field):
+    def __init__(self, choices: Iterable[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.choices = tuple(choices)
+
+    def check(self, value: Any) -> Any:
+        if value not in self.choices:
+            raise Invalid(_l("Must be one of: %(choices)s.", choices=", ".join(self.choices)))
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return super().json_schema() | {"enum": list(self.choices)}
+
+
+class IINField(Field):
+    """Length, digits and checksum are errors; birth date or sex mismatches are warnings."""
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise Invalid(_l("Must be text."))
+        try:
+            return validate_iin(value)
+        except IINError as exc:
+            raise Invalid({"length": _l("An IIN has exactly 12 digits."),
+                           "digits": _l("An IIN has digits only."),
+                           "checksum": _l("This IIN's check digit is wrong: please re-check "
+                                          "the number.")}[exc.code]) from exc
+
+    def json_schema(self) -> dict[str, Any]:
+        return super().json_schema() | {"pattern": "^[0-9]{12}$"}
+
+
+class ListOf(Field):
+    json_type = "array"
+
+    def __init__(self, item: Field, *, max_items: int = 20, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.item, self.max_items = item, max_items
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise Invalid(_l("Must be a list."))
+        if len(value) > self.max_items:
+            raise Invalid(_l("At most %(n)d items.", n=self.max_items))
+        cleaned = [self.item.check(v) for v in value]
+        return list(dict.fromkeys(cleaned))  # order kept, duplicates dropped
+
+    def json_schema(self) -> dict[str, Any]:
+        return super().json_schema() | {"items": self.item.json_schema(), "uniqueItems": True,
+                                        "maxItems": self.max_items}
+
+
+class Obj(Field):
+    """A JSON object with known fields only: an unknown field is an error, not ignored."""
+
+    json_type = "object"
+
+    def __init__(self, fields: Mapping[str, Field], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fields = dict(fields)
+
+    def validate(self, value: Any, prefix: str = "") -> tuple[dict[str, Any], Errors]:
+        """Clean `value`; return (cleaned, errors by dotted path)."""
+        if not isinstance(value, dict):
+            return {}, {prefix.rstrip(".") or "body": _l("Must be a JSON object.")}
+        errors: Errors = {}
+        cleaned: dict[str, Any] = {}
+        for key in value:
+            if key not in self.fields:
+                errors[f"{prefix}{key}"] = _l("Unknown field.")
+        for name, field in self.fields.items():
+            path = f"{prefix}{name}"
+            raw = value.get(name)
+            if raw is None or raw == "":
+                if field.required:
+                    errors[path] = _l("This field is required.")
+                continue
+            try:
+                if isinstance(field, Obj):
+                    sub, sub_errors = field.validate(raw, f"{path}.")
+                    errors.update(sub_errors)
+                    if not sub_errors:
+                        cleaned[name] = sub
+                else:
+                    cleaned[name] = field.check(raw)
+            except Invalid as exc:
+                errors[path] = exc.message
+        return cleaned, errors
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = super().json_schema() | {
+            "properties": {k: f.json_schema() for k, f in self.fields.items()},
+            "additionalProperties": False,
+        }
+        required = [k for k, f in self.fields.items() if f.required]
+        if required:
+            schema["required"] = required
+        return schema

@@ -1,0 +1,145 @@
+"""The JSON API (/api/v1). Errors always come back as JSON, never as a redirect."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, request
+from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
+from sqlalchemy import and_, exists, or_
+
+from .. import audit
+from ..access import PUBLIC, SIGNED_IN, allow, visible_reports
+from ..db import get_session
+from ..errors import json_error
+from ..models import Notice, Report, ReportState, Role, utcnow
+from ..openapi import openapi_document
+from ..present import report_json
+from ..reports import FilingError, clean_report
+from . import file_and_commit
+
+bp = Blueprint("api", __name__)
+
+MAX_PAGE = 100
+STATES = ("pending", "overdue", "acknowledged", "closed")
+
+
+@bp.get("/csrf")
+@allow(SIGNED_IN)
+def csrf_token() -> Response:
+    """A fresh CSRF token for fetch() calls made with the session cookie."""
+    return jsonify(csrf_token=generate_csrf())
+
+
+@bp.get("/openapi.json")
+@allow(PUBLIC)
+def openapi() -> Response:
+    """The OpenAPI 3.1 document, generated from the validating schemas."""
+    return jsonify(openapi_document())
+
+
+def json_body() -> Any:
+    """The request's JSON: 415 when not JSON, 400 when malformed, 413 when too large."""
+    if not request.is_json:
+        abort(415)
+    return request.get_json()
+
+
+@bp.post("/reports")
+@allow(Role.REPORTER)
+def file() -> Any:
+    """File a report; idempotent on its id."""
+    data = json_body()
+    now = utcnow()
+    try:
+        filed = file_and_commit(current_user, clean_report(data, now), now)
+    except FilingError as exc:
+        return json_error(exc.status, exc.code, exc.message, exc.fields)
+    return jsonify(report_json(filed.report, now)), 201 if filed.is_new else 200
+
+
+@bp.get("/reports")
+@allow(SIGNED_IN)
+def list_reports() -> Any:
+    """Reports in the caller's scope, newest first, with cursor pagination."""
+    now = utcnow()
+    try:
+        limit = min(max(int(request.args.get("limit", "50")), 1), MAX_PAGE)
+    except ValueError:
+        return json_error(422, "validation_failed", "limit must be a number",
+                          {"limit": "must be a number"})
+    query = visible_reports(current_user)
+    state = request.args.get("state")
+    if state is not None:
+        if state not in STATES:
+            return json_error(422, "validation_failed", "unknown state",
+                              {"state": f"one of {', '.join(STATES)}"})
+        query = query.where(_state_filter(state, now))
+    cursor = request.args.get("cursor")
+    if cursor:
+        try:
+            received_at, report_id = _decode_cursor(cursor)
+        except ValueError:
+            return json_error(422, "validation_failed", "bad cursor", {"cursor": "invalid"})
+        query = query.where(or_(Report.received_at < received_at,
+                                and_(Report.received_at == received_at,
+                                     Report.id < report_id)))
+    rows = get_session().scalars(
+        query.order_by(Report.received_at.desc(), Report.id.desc()).limit(limit + 1)).all()
+    page = rows[:limit]
+    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    return jsonify(items=[report_json(r, now) for r in page], next_cursor=next_cursor)
+
+
+def _state_filter(state: str, now: datetime) -> Any:
+    if state in ("acknowledged", "closed"):
+        return Report.state == ReportState(state)
+    late = exists().where(Notice.report_id == Report.id, Notice.acknowledged_at.is_(None),
+                          Notice.ack_due_at < now)
+    return and_(Report.state == ReportState.OPEN, late if state == "overdue" else ~late)
+
+
+def _encode_cursor(report: Report) -> str:
+    raw = f"{report.received_at.isoformat()}|{report.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError("bad cursor") from exc
+    moment, _, report_id = raw.partition("|")
+    parsed = datetime.fromisoformat(moment)
+    if parsed.tzinfo is None or not report_id:
+        raise ValueError("bad cursor")
+    return parsed, report_id
+
+
+@bp.get("/reports/<report_id>")
+@allow(SIGNED_IN)
+def show_report(report_id: str) -> Any:
+    """One report in the caller's scope; outside it, 404 (no existence leak)."""
+    session = get_session()
+    report = session.scalars(visible_reports(current_user)
+                             .where(Report.id == report_id)).first()
+    if report is None:
+        abort(404)
+    return jsonify(report_json(report, utcnow()))
+
+
+@bp.get("/audit/verify")
+@allow(Role.ADMIN)
+def verify_audit() -> Any:
+    """Recompute the audit hash chain."""
+    result = audit.verify(get_session())
+    body: dict[str, Any] = {"ok": result.is_ok, "entries": result.entries, "head": result.head}
+    if not result.is_ok:
+        body |= {"bad_entry": result.bad_seq, "reason": result.reason}
+    return jsonify(body)
+
+

@@ -1,0 +1,36 @@
+"""The root (each role to its home) and the load balancer's health check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, redirect, url_for
+from flask_login import current_user
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..access import PUBLIC, SIGNED_IN, allow
+from ..db import get_session
+from ..models import Role
+
+bp = Blueprint("home", __name__)
+
+HOMES = {Role.REPORTER: "reports.new", Role.OFFICER: "officer.inbox", Role.ADMIN: "admin.index"}
+
+
+@bp.get("/")
+@allow(SIGNED_IN)
+def index() -> Any:
+    """Send each role to its home page."""
+    return redirect(url_for(HOMES[current_user.role]))
+
+
+@bp.get("/healthz")
+@allow(PUBLIC)
+def healthz() -> Any:
+    """200 when the database answers, else 503."""
+    try:
+        get_session().execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return jsonify(status="unavailable"), 503
+    return jsonify(status="ok")

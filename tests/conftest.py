@@ -1,0 +1,179 @@
+"""Fixtures compose: database lane -> settings -> app -> client -> signed-in user.
+
+Every database test runs on SQLite and, when TEST_DATABASE_URL is set, on PostgreSQL too.
+In CI (CI=true) a missing or unreachable PostgreSQL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+
+from reporting import create_app
+from reporting.config import Settings
+from reporting.db import Database
+from reporting.demo import DEMO_PASSWORD, seed_demo
+from reporting.migrate import upgrade
+from reporting.models import Base
+from reporting.policy import ensure_default_policy
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+IS_CI = os.environ.get("CI", "").lower() == "true"
+LANES = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if IS_CI and not PG_URL:
+        raise pytest.UsageError("CI=true requires TEST_DATABASE_URL (the PostgreSQL lane)")
+
+
+def prepare(database: Database) -> None:
+    """Seed what every test starts from: the default policy and the demo data."""
+    now = datetime.now(UTC)
+    with database.transaction() as session:
+        ensure_default_policy(session, now)
+        seed_demo(session, now)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated and seeded SQLite file, copied for each test (migrating is slow)."""
+    path = tmp_path_factory.mktemp("template") / "besik.db"
+    database = Database(f"sqlite:///{path}")
+    upgrade(database.engine)
+    prepare(database)
+    with database.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    database.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_migrated() -> str:
+    """PostgreSQL from an empty schema, migrated once per run."""
+    engine = create_engine(PG_URL)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    except Exception as exc:  # unreachable server: fail loudly, never skip
+        raise RuntimeError(f"PostgreSQL at TEST_DATABASE_URL is unreachable: {exc}") from exc
+    finally:
+        engine.dispose()
+    database = Database(PG_URL)
+    upgrade(database.engine)
+    database.dispose()
+    return PG_URL
+
+
+def _reset_postgresql(url: str) -> None:
+    database = Database(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with database.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"),
+                     {"h": "0" * 64})
+    prepare(database)
+    database.dispose()
+
+
+@pytest.fixture(params=LANES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, seeded, empty-of-reports database on each lane."""
+    if request.param == "sqlite":
+        target = tmp_path / "besik.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
+        return f"sqlite:///{target}"
+    url = request.getfixturevalue("pg_migrated")
+    _reset_postgresql(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, secret_key="test-secret", env="demo",
+                    instance_path=tmp_path)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings)
+    app.config.update(TESTING=True)
+    yield app
+    app.extensions["besik.db"].dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app: Flask) -> Iterator[Any]:
+    """A session for arranging and inspecting, outside any request."""
+    session = app.extensions["besik.db"].session()
+    yield session
+    session.rollback()
+    session.close()
+
+
+def csrf_token(client: FlaskClient) -> str:
+    response = client.get("/api/v1/csrf")
+    assert response.status_code == 200, response.data
+    return str(response.get_json()["csrf_token"])
+
+
+def login(client: FlaskClient, email: str, password: str = DEMO_PASSWORD) -> FlaskClient:
+    """Sign in through the real form (with its CSRF token)."""
+    page = client.get("/login")
+    token = page.data.decode().split('name="csrf_token" value="')[1].split('"')[0]
+    response = client.post("/login", data={"email": email, "password": password,
+                                           "csrf_token": token})
+    assert response.status_code == 302, response.data
+    return client
+
+
+def bearer(app: Flask, email: str) -> dict[str, str]:
+    """An Authorization header for a fresh API token of `email`."""
+    from sqlalchemy import select
+
+    from reporting.auth import create_token
+    from reporting.models import User
+
+    with app.extensions["besik.db"].transaction() as session:
+        user = session.scalars(select(User).where(User.email == email)).one()
+        token = create_token(session, user, "test", datetime.now(UTC))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def report_body(**overrides: Any) -> dict[str, Any]:
+    """A minimal valid report (the three required facts), discovered ten minutes ago."""
+    discovered = datetime.now(UTC) - timedelta(minutes=10)
+    body: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "circumstance": "written_refusal",
+        "discovered_at": discovered.isoformat(),
+        "child": {"sex": "female"},
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def nurse(app: Flask) -> dict[str, str]:
+    return bearer(app, "nurse@besik.example")
+
+
+def with_settings(settings: Settings, **changes: Any) -> Settings:
+    return replace(settings, **changes)
