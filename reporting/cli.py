@@ -7,6 +7,7 @@ from typing import NoReturn, TypeVar
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,7 @@ def register(app: Flask) -> None:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db() -> None:
     """Apply all migrations and install the default deadline policy (idempotent)."""
     db = get_db()
@@ -38,6 +40,7 @@ def init_db() -> None:
 
 @click.command("seed-demo")
 @click.option("--if-empty", is_flag=True, help="Only when the database has no users yet.")
+@with_appcontext
 def seed_demo(if_empty: bool) -> None:
     """Load the demo data (refused outside BESIK_ENV=demo)."""
     if not current_app.config["BESIK"].is_demo:
@@ -58,6 +61,7 @@ def seed_demo(if_empty: bool) -> None:
 @click.option("--agency", "agency_code")
 @click.option("--region", "region_code")
 @click.option("--head", is_flag=True)
+@with_appcontext
 def create_user(email: str, name: str, role: str, facility_code: str | None,
                 agency_code: str | None, region_code: str | None, head: bool) -> None:
     """Create a user; the password is read from stdin."""
@@ -99,6 +103,7 @@ def _bad_input(message: str) -> NoReturn:
 @click.command("create-token")
 @click.option("--email", required=True)
 @click.option("--name", "label", default="api", show_default=True)
+@with_appcontext
 def create_token_cmd(email: str, label: str) -> None:
     """Print a new API bearer token (shown once, stored hashed)."""
     with get_db().transaction() as session:
@@ -115,6 +120,7 @@ def policy() -> None:
 
 
 @policy.command("show")
+@with_appcontext
 def policy_show() -> None:
     """Print the rules in force: rule, duration, basis, verified."""
     with get_db().transaction() as session:
@@ -128,6 +134,7 @@ def policy_show() -> None:
 @policy.command("set")
 @click.argument("rule")
 @click.argument("duration")
+@with_appcontext
 def policy_set(rule: str, duration: str) -> None:
     """Change one rule's duration (90s, 30min, 24h, 3d, 3wd); audited."""
     try:
@@ -139,6 +146,7 @@ def policy_set(rule: str, duration: str) -> None:
 
 
 @click.command("audit-verify")
+@with_appcontext
 def audit_verify() -> None:
     """Check the audit hash chain."""
     with get_db().transaction() as session:

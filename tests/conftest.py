@@ -121,8 +121,8 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def db(app: Flask) -> Iterator[Any]:
-    """A session for arranging and inspecting, outside any request."""
-    session = app.extensions["besik.db"].session()
+    """A reading session for inspecting, outside any request (rollback() to see new data)."""
+    session = app.extensions["besik.db"].session(write=False)
     yield session
     session.rollback()
     session.close()

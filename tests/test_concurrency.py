@@ -1,0 +1,80 @@
+"""Two processes filing at once: every report stored, every reference distinct, no error."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from reporting.config import Settings
+from reporting.models import AuditEntry, Report
+
+PER_PROCESS = 200
+
+
+def _file_many(settings: Settings, token_header: dict[str, str], start, results) -> None:
+    from reporting import create_app
+
+    app = create_app(settings)
+    client = app.test_client()
+    discovered = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    statuses = []
+    start.wait()
+    for _ in range(PER_PROCESS):
+        body = {"id": str(uuid.uuid4()), "circumstance": "other",
+                "discovered_at": discovered, "child": {"sex": "unknown"}}
+        statuses.append(client.post("/api/v1/reports", json=body,
+                                    headers=token_header).status_code)
+    app.extensions["besik.db"].dispose()
+    results.put(statuses)
+
+
+def test_two_processes_filing_200_each_get_400_distinct_references(settings, app, nurse):
+    from reporting import audit
+
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=_file_many, args=(settings, nurse, start, results))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    statuses = [s for _ in workers for s in results.get(timeout=300)]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert statuses == [201] * (2 * PER_PROCESS)
+    with app.extensions["besik.db"].transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Report)) == 2 * PER_PROCESS
+        references = session.scalars(select(Report.reference)).all()
+        assert len(set(references)) == 2 * PER_PROCESS
+        numbers = sorted(int(r.rsplit("-", 1)[1]) for r in references)
+        assert numbers == list(range(1, 2 * PER_PROCESS + 1))
+        assert session.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.tag == "report:filed")) == 2 * PER_PROCESS
+        assert audit.verify(session).is_ok
+
+
+def test_the_same_id_racing_from_two_processes_is_stored_once(settings, app, nurse):
+    """A phone's sync event and online replay may send one report twice at the same moment."""
+    ctx = multiprocessing.get_context("spawn")
+    body = {"id": str(uuid.uuid4()), "circumstance": "other",
+            "discovered_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+            "child": {"sex": "unknown"}}
+    with ctx.Pool(4) as pool:
+        statuses = pool.starmap(_file_one, [(settings, nurse, body)] * 8)
+    assert sorted(statuses) == [200] * 7 + [201]
+    with app.extensions["besik.db"].transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Report)) == 1
+
+
+def _file_one(settings: Settings, token_header: dict[str, str], body: dict) -> int:
+    from reporting import create_app
+
+    app = create_app(settings)
+    status = app.test_client().post("/api/v1/reports", json=body,
+                                    headers=token_header).status_code
+    app.extensions["besik.db"].dispose()
+    return status
