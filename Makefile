@@ -20,7 +20,7 @@ run: $(VENV)/.installed
 	mkdir -p instance
 	$(FLASK) init-db
 	$(FLASK) seed-demo --if-empty
-	$(VENV)/bin/honcho start -p "$${PORT:-8000}"
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -p "$${PORT:-8000}"
 
 chromium:
 	@if [ -x /usr/bin/chromium ]; then :; \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Flask, request, session
 from flask_babel import Babel, get_locale
@@ -79,7 +80,13 @@ def _init_i18n(app: Flask) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(REPO_ROOT / "reporting" / "translations")
     Babel(app, locale_selector=_select_locale)
     app.jinja_env.filters["local"] = _local_time
-    app.jinja_env.globals.update(labels=labels, label=labels.label, get_locale=get_locale)
+    app.jinja_env.globals.update(labels=labels, label=labels.label, get_locale=get_locale,
+                                 lang_url=_lang_url)
+
+
+def _lang_url(code: str) -> str:
+    """This page in another language, keeping its other query parameters."""
+    return f"{request.path}?{urlencode(request.args.to_dict() | {'lang': code})}"
 
 
 def _local_time(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:

@@ -89,7 +89,6 @@ def init_login(app: Flask) -> None:
     """Sessions for browsers, bearer tokens for scripts, 401 JSON for the API."""
     manager = LoginManager(app)
     manager.session_protection = "basic"
-    manager.login_message = str(_l("Please sign in."))
 
     @manager.user_loader
     def _load_user(user_id: str) -> User | None:

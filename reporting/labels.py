@@ -42,6 +42,14 @@ WARNINGS: dict[str, Any] = {
 }
 
 
+AUDIT_REASONS: dict[str, Any] = {
+    "gap in sequence": _l("an entry is missing"),
+    "broken link": _l("an entry does not follow the one before it"),
+    "content changed": _l("an entry was changed after it was written"),
+    "entries missing at the end": _l("the newest entries were removed"),
+}
+
+
 def label(table: dict[str, Any], code: str) -> str:
     """The label of `code`, or the code itself when it has none."""
     return str(table.get(code, code))

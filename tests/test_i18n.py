@@ -199,8 +199,6 @@ def test_unknown_language_choice_keeps_the_remembered_one(client):
     assert_login_page_in("ru", client.get("/login").get_data(as_text=True))
 
 
-@pytest.mark.xfail(strict=True, reason="signing in clears the session, and with it the chosen "
-                   "language (session.clear() in reporting/views/auth.py login)")
 def test_language_choice_survives_signing_in(client):
     client.get("/login?lang=ru")
     login(client, "nurse@besik.example")

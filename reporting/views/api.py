@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import and_, exists, or_
@@ -15,7 +16,7 @@ from sqlalchemy import and_, exists, or_
 from .. import audit
 from ..access import PUBLIC, SIGNED_IN, allow, visible_reports
 from ..db import get_session
-from ..errors import json_error
+from ..errors import MESSAGES, json_error
 from ..models import Notice, Report, ReportState, Role, utcnow
 from ..openapi import openapi_document
 from ..present import report_json
@@ -70,21 +71,22 @@ def list_reports() -> Any:
     try:
         limit = min(max(int(request.args.get("limit", "50")), 1), MAX_PAGE)
     except ValueError:
-        return json_error(422, "validation_failed", "limit must be a number",
-                          {"limit": "must be a number"})
+        return json_error(422, "validation_failed", MESSAGES[422],
+                          {"limit": _l("Must be a whole number.")})
     query = visible_reports(current_user)
     state = request.args.get("state")
     if state is not None:
         if state not in STATES:
-            return json_error(422, "validation_failed", "unknown state",
-                              {"state": f"one of {', '.join(STATES)}"})
+            return json_error(422, "validation_failed", MESSAGES[422], {
+                "state": _l("Must be one of: %(choices)s.", choices=", ".join(STATES))})
         query = query.where(_state_filter(state, now))
     cursor = request.args.get("cursor")
     if cursor:
         try:
             received_at, report_id = _decode_cursor(cursor)
         except ValueError:
-            return json_error(422, "validation_failed", "bad cursor", {"cursor": "invalid"})
+            return json_error(422, "validation_failed", MESSAGES[422],
+                              {"cursor": _l("Not in the expected format.")})
         query = query.where(or_(Report.received_at < received_at,
                                 and_(Report.received_at == received_at,
                                      Report.id < report_id)))

@@ -34,6 +34,14 @@ def _safe_next(target: str | None) -> str:
     return url_for("home.index")
 
 
+def _fresh_session() -> None:
+    # Start over on sign-in and sign-out, but keep the language the person chose.
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @allow(PUBLIC)
 def login() -> Any:
@@ -44,7 +52,7 @@ def login() -> Any:
         db = get_session()
         user = authenticate(db, form.email.data or "", form.password.data or "")
         if user is not None:
-            session.clear()  # a fresh session on sign-in: no fixation
+            _fresh_session()  # no fixation
             login_user(user)
             session.permanent = True
             audit.record(db, "user:signed_in", actor_id=user.id, subject=f"user:{user.id}",
@@ -62,7 +70,7 @@ def logout() -> Any:
     """Sign out (POST, CSRF-protected, so no link can sign a user out)."""
     user_id = current_user.id
     logout_user()
-    session.clear()
+    _fresh_session()
     db = get_session()
     audit.record(db, "user:signed_out", actor_id=user_id, subject=f"user:{user_id}",
                  now=utcnow())
