@@ -3,6 +3,8 @@
 Sets up a scratch database (init-db, seed-demo, create-token), starts gunicorn with sync
 workers, then drives `POST /api/v1/reports` and `GET /healthz` at the same time from this
 process and prints requests, req/s and p50/p99 latency for each, their ratio and the goals.
+Latencies and rates cover the measured window only; errors (any status other than 201 for
+filing and 200 for the health check, or a failed connection) are counted over the whole run.
 
 Run from the repository root:
 
@@ -76,7 +78,8 @@ def flask_cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([str(BIN / "flask"), "--app", "app", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
-        raise SetupError(f"flask {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
+        tail = done.stderr[-2000:]
+        raise SetupError(f"flask {' '.join(args)} exited {done.returncode}:\n{tail}")
     return done.stdout
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,21 +33,41 @@ def _body(seq: int, at: datetime, actor_id: int | None, tag: str, subject: str |
             "subject": subject, "data": data}
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One state change to append: a tag such as "report:filed", who, about what."""
+
+    tag: str
+    actor_id: int | None
+    subject: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
 def record(session: Session, tag: str, *, actor_id: int | None, subject: str | None = None,
            data: dict[str, Any] | None = None, now: datetime | None = None) -> AuditEntry:
-    """Append one tagged entry (e.g. "report:filed"); flushes, never commits."""
+    """Append one tagged entry; flushes, never commits."""
+    return record_all(session, [Entry(tag, actor_id, subject, data or {})], now=now)[-1]
+
+
+def record_all(session: Session, entries: list[Entry], *,
+               now: datetime | None = None) -> list[AuditEntry]:
+    """Append entries in order under one lock of the chain's head; flushes, never commits."""
     # Locking the head row serialises appenders until commit: the chain cannot fork.
     head = session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     at = (now or utcnow()).astimezone(UTC)
-    payload = json.loads(canonical_json(data or {}))
-    seq = head.seq + 1
-    digest = entry_hash(head.hash, _body(seq, at, actor_id, tag, subject, payload))
-    entry = AuditEntry(seq=seq, at=at, actor_id=actor_id, tag=tag, subject=subject,
-                       data=payload, prev_hash=head.hash, hash=digest)
-    session.add(entry)
-    head.seq, head.hash = seq, digest
+    rows = []
+    for entry in entries:
+        payload = json.loads(canonical_json(entry.data))
+        seq = head.seq + 1
+        digest = entry_hash(head.hash, _body(seq, at, entry.actor_id, entry.tag, entry.subject,
+                                             payload))
+        rows.append(AuditEntry(seq=seq, at=at, actor_id=entry.actor_id, tag=entry.tag,
+                               subject=entry.subject, data=payload, prev_hash=head.hash,
+                               hash=digest))
+        head.seq, head.hash = seq, digest
+    session.add_all(rows)
     session.flush()
-    return entry
+    return rows
 
 
 @dataclass(frozen=True)

@@ -1,33 +1,44 @@
-"""Engine and sessions: SQLite (WAL, BEGIN IMMEDIATE for writes) or PostgreSQL."""
+"""Engine and sessions: SQLite (WAL, BEGIN IMMEDIATE for writes) or PostgreSQL.
+
+Requests read outside any write lock and open a short write transaction with begin_write()
+only for their writes: on SQLite the write lock serialises every writer, so what runs
+inside it must be brief.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import current_app, g, has_request_context, request
+from flask import current_app, g
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+WRITE = {"besik_write": True}
 
 
 def make_engine(url: str) -> Engine:
     """An engine tuned for the database behind `url`."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        _tune_sqlite(engine)
+        _tune_sqlite(engine, make_url(url).database)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, path: str | None) -> None:
     # pysqlite's own transaction handling starts transactions lazily and as DEFERRED: a
     # read-then-write then races ("database is locked", duplicate sequence numbers). Take
     # over BEGIN ourselves, following SQLAlchemy's documented recipe.
+    lock_path = f"{path}-writelock" if path and path != ":memory:" else None
+
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -35,25 +46,49 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        if lock_path:
+            record.info["lock_fd"] = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @event.listens_for(engine, "close")
+    def _on_close(_dbapi_connection: Any, record: Any) -> None:
+        fd = record.info.pop("lock_fd", None)
+        if fd is not None:
+            os.close(fd)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Writers take the write lock up front; readers stay concurrent under WAL.
-        if connection.get_execution_options().get("besik_write", False):
+        if not connection.get_execution_options().get("besik_write", False):
+            connection.exec_driver_sql("BEGIN")  # readers stay concurrent under WAL
+            return
+        # SQLite's busy handler polls with sleeps of up to 100 ms, so waiting writers wake
+        # late and in no order. A blocking flock hands the lock over at once, in turn.
+        fd = connection.connection.info.get("lock_fd")
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            connection.exec_driver_sql("BEGIN")
+        except Exception:
+            _release(connection)
+            raise
+
+    def _release(connection: Any) -> None:
+        fd = connection.connection.info.get("lock_fd")
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
 
 
 class Database:
-    """One engine with two session factories: read-only-ish and writing."""
+    """One engine; sessions that read, and sessions that write from their first statement."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        writer = self.engine.execution_options(besik_write=True)
         self.reader_factory = sessionmaker(bind=self.engine, expire_on_commit=False)
-        self.writer_factory = sessionmaker(bind=writer, expire_on_commit=False)
+        self.writer_factory = sessionmaker(bind=self.engine.execution_options(**WRITE),
+                                           expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -89,12 +124,18 @@ def get_db() -> Database:
 
 
 def get_session() -> Session:
-    """The request's session, opened on first use; unsafe methods get a writing session."""
+    """The request's session (reading); call begin_write() before writing."""
     if "db_session" not in g:
-        write = not (has_request_context() and request.method in ("GET", "HEAD", "OPTIONS"))
-        g.db_session = get_db().session(write=write)
+        g.db_session = get_db().session(write=False)
     session: Session = g.db_session
     return session
+
+
+def begin_write(session: Session) -> None:
+    """End the reads so far and start a write transaction (SQLite: BEGIN IMMEDIATE)."""
+    if session.in_transaction():
+        session.commit()
+    session.connection(execution_options=WRITE)
 
 
 def close_session(_exc: BaseException | None = None) -> None:

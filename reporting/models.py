@@ -288,6 +288,7 @@ class Deadline(Base):
     basis: Mapped[str] = mapped_column(String(500))
     is_basis_verified: Mapped[bool] = mapped_column(Boolean)
     report: Mapped[Report] = relationship(back_populates="deadlines")
+    notice: Mapped[Notice | None] = relationship()
 
 
 class AuditEntry(Base):
@@ -312,3 +313,29 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ReservedReference(Base):
+    """A reference handed to a phone in advance, so an offline report shows it at once."""
+
+    __tablename__ = "reserved_references"
+    reference: Mapped[str] = mapped_column(String(32), primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
+    reserved_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    reserved_at: Mapped[utc]
+    expires_at: Mapped[utc]
+    used_by_report_id: Mapped[str | None] = mapped_column(String(36))
+    used_at: Mapped[utc_opt]
+
+
+class Device(Base):
+    """A phone's last heartbeat: how many reports it holds unsent, and since when."""
+
+    __tablename__ = "devices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    facility_id: Mapped[int | None] = mapped_column(ForeignKey("facilities.id"), index=True)
+    outbox_depth: Mapped[int] = mapped_column(Integer, default=0)
+    oldest_unsent_at: Mapped[utc_opt]
+    last_seen_at: Mapped[utc]
+    user: Mapped[User] = relationship()

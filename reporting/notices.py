@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .deadlines import Calendar, Event, Rule, due_at
-from .models import Agency, AgencyKind, Deadline, District, Facility, Notice, Report
+from .models import Agency, AgencyKind, Deadline, District, Facility, Notice, Report, new_uuid
 
 
 def _agency_for(session: Session, kind: AgencyKind,
@@ -38,29 +38,29 @@ def routes_for(session: Session, facility: Facility, *, has_risk: bool
     return [route for route in found if route is not None]
 
 
-def route_report(session: Session, report: Report, rules: dict[str, Rule], calendar: Calendar,
-                 now: datetime) -> list[Notice]:
-    """Create the report's notices and their deadlines; flushes and audits."""
+def open_notices(report: Report, routes: list[tuple[Agency, bool]], rules: dict[str, Rule],
+                 calendar: Calendar, now: datetime) -> list[Notice]:
+    """One notice per route, with its deadlines, attached to `report` (not yet added)."""
     notices = []
-    for agency, is_fallback in routes_for(session, report.facility,
-                                          has_risk=bool(report.risk_flags)):
-        ack_rule = rules["acknowledge_notice"]
-        notice = Notice(report=report, agency=agency, is_fallback=is_fallback, sent_at=now,
-                        ack_due_at=due_at(now, ack_rule.duration, calendar))
-        session.add(notice)
-        session.flush()
+    for agency, is_fallback in routes:
+        notice = Notice(id=new_uuid(), report=report, agency=agency, is_fallback=is_fallback,
+                        sent_at=now, ack_due_at=due_at(now, rules["acknowledge_notice"].duration,
+                                                       calendar))
         for rule in rules.values():
             if rule.starts_on is not Event.NOTICE_SENT:
                 continue
             if rule.name == "examine_child" and agency.kind is not AgencyKind.GUARDIANSHIP:
                 continue
-            session.add(Deadline(report=report, notice_id=notice.id, rule=rule.name,
-                                 due_at=due_at(now, rule.duration, calendar),
-                                 basis=rule.basis, is_basis_verified=rule.is_basis_verified))
-        audit.record(session, "notice:created", actor_id=None, subject=f"notice:{notice.id}",
-                     data={"report": report.id, "agency": agency.code,
-                           "is_fallback": is_fallback, "ack_due_at": notice.ack_due_at},
-                     now=now)
+            Deadline(report=report, notice=notice, rule=rule.name,
+                     due_at=due_at(now, rule.duration, calendar), basis=rule.basis,
+                     is_basis_verified=rule.is_basis_verified)
         notices.append(notice)
-    session.flush()
     return notices
+
+
+def notice_audit_entries(notices: list[Notice]) -> list[audit.Entry]:
+    """The notice:created entries for freshly opened notices."""
+    return [audit.Entry("notice:created", actor_id=None, subject=f"notice:{n.id}",
+                        data={"report": n.report_id or n.report.id, "agency": n.agency.code,
+                              "is_fallback": n.is_fallback, "ack_due_at": n.ack_due_at})
+            for n in notices]

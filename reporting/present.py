@@ -76,7 +76,8 @@ def report_json(report: Report, now: datetime) -> dict[str, Any]:
         "state": str(report.state),
         "warnings": list(report.warnings),
         "notices": [notice_json(n, now) for n in report.notices],
-        "deadlines": [deadline_json(d, now) for d in report.deadlines],
+        "deadlines": [deadline_json(d, now)
+                      for d in sorted(report.deadlines, key=lambda d: (d.due_at, d.rule))],
     }
 
 

@@ -8,15 +8,15 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from . import audit
-from .deadlines import Calendar, Event, due_at, reporting_time, to_local
+from .deadlines import Calendar, Event, Rule, due_at, reporting_time
 from .iin import iin_warnings
-from .models import Deadline, Facility, ReferenceCounter, Report, User
-from .notices import route_report
+from .models import Agency, AgencyKind, Deadline, Facility, PolicyVersion, Report, User
+from .notices import notice_audit_entries, open_notices, routes_for
 from .policy import current_rules, load_calendar
+from .references import claim, next_reference
 from .schema import (
     Choice,
     DateField,
@@ -131,44 +131,61 @@ def soft_warnings(cleaned: dict[str, Any]) -> list[str]:
     return warnings
 
 
-def next_reference(session: Session, region_code: str, year: int) -> str:
-    """Allocate the next reference with one atomic upsert: no read-then-write race."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    upsert = insert(ReferenceCounter).values(region_code=region_code, year=year, last_value=1)
-    stmt = upsert.on_conflict_do_update(
-        index_elements=["region_code", "year"],
-        set_={"last_value": ReferenceCounter.last_value + 1},
-    ).returning(ReferenceCounter.last_value)
-    number = session.execute(stmt).scalar_one()
-    return f"{region_code}-{year}-{number:06d}"
+@dataclass(frozen=True)
+class FilingPlan:
+    """What filing reads, gathered before the write lock is taken."""
+
+    reporter: User
+    facility: Facility
+    region_code: str
+    version: PolicyVersion
+    rules: dict[str, Rule]
+    calendar: Calendar
+    routes: list[tuple[Agency, bool]]
 
 
-def file_report(session: Session, reporter: User, cleaned: dict[str, Any], *,
-                now: datetime) -> Filed:
-    """Store a validated report, route it and start its deadlines; flushes, never commits."""
-    digest = content_hash(cleaned)
-    existing = session.get(Report, cleaned["id"])
-    if existing is not None:
-        if existing.content_hash != digest or existing.reporter_id != reporter.id:
-            raise ReportIdConflict(_l("A different report was already filed with this id."))
-        return Filed(existing, is_new=False)
-    if cleaned.get("reference"):
-        # Reservations arrive with offline filing; until then no reference can be chosen.
-        raise ReportInvalid(_l("The report has errors."),
-                            {"reference": _l("This reference is not reserved for your "
-                                             "facility.")})
-    facility = session.get(Facility, reporter.facility_id)
+def plan_filing(session: Session, reporter: User, cleaned: dict[str, Any]) -> FilingPlan:
+    """Read the facility, the policy in force, the calendar and the routes (no writes)."""
+    facility = session.get(Facility, reporter.facility_id) if reporter.facility_id else None
     if facility is None:
         raise FilingError(_l("Your account belongs to no facility."))
     version, rules = current_rules(session)
-    calendar = load_calendar(session)
+    return FilingPlan(reporter=reporter, facility=facility,
+                      region_code=facility.district.region.code, version=version, rules=rules,
+                      calendar=load_calendar(session),
+                      routes=routes_for(session, facility,
+                                        has_risk=bool(cleaned.get("risk_flags"))))
+
+
+def already_filed(session: Session, reporter: User, cleaned: dict[str, Any]) -> Report | None:
+    """The stored report with this id when it is the same content; 409 when it is not."""
+    existing = session.get(Report, cleaned["id"])
+    if existing is None:
+        return None
+    if existing.content_hash != content_hash(cleaned) or existing.reporter_id != reporter.id:
+        raise ReportIdConflict(_l("A different report was already filed with this id."))
+    return existing
+
+
+def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
+                now: datetime) -> Filed:
+    """Store a validated report, route it and start its deadlines; flushes, never commits."""
+    existing = already_filed(session, plan.reporter, cleaned)
+    if existing is not None:
+        return Filed(existing, is_new=False)
+    reference = cleaned.get("reference")
+    if reference is None:
+        reference = next_reference(session, plan.region_code, now)
+    elif not claim(session, reference, plan.facility.id, cleaned["id"], now):
+        raise ReportInvalid(_l("The report has errors."), {
+            "reference": _l("This reference is not reserved for your facility, or was "
+                            "already used.")})
     child, mother = cleaned["child"], cleaned.get("mother", {})
     filed_at = cleaned.get("filed_at", now)
     report = Report(
         id=cleaned["id"],
-        reference=next_reference(session, facility.district.region.code, to_local(now).year),
-        facility=facility, reporter=reporter, policy_version_id=version.id,
+        reference=reference,
+        facility=plan.facility, reporter=plan.reporter, policy_version_id=plan.version.id,
         circumstance=cleaned["circumstance"], discovered_at=cleaned["discovered_at"],
         filed_at=filed_at, received_at=now,
         reported_at=reporting_time(cleaned["discovered_at"], filed_at, now),
@@ -178,23 +195,25 @@ def file_report(session: Session, reporter: User, cleaned: dict[str, Any], *,
         mother_birth_date=mother.get("birth_date"),
         mother_citizenship=mother.get("citizenship"), mother_phone=mother.get("phone"),
         mother_address=mother.get("address"), risk_flags=cleaned.get("risk_flags", []),
-        notes=cleaned.get("notes"), warnings=soft_warnings(cleaned), content_hash=digest,
+        notes=cleaned.get("notes"), warnings=soft_warnings(cleaned),
+        content_hash=content_hash(cleaned),
     )
-    session.add(report)
+    with session.no_autoflush:  # build the whole graph, then write it in one flush
+        notices = open_notices(report, plan.routes, plan.rules, plan.calendar, now)
+        _start_report_deadlines(report, plan.rules, plan.calendar, has_police=any(
+            n.agency.kind is AgencyKind.POLICE for n in notices))
+    session.add_all([report, *notices, *report.deadlines])  # backrefs do not cascade to add
     session.flush()
-    notices = route_report(session, report, rules, calendar, now)
-    _start_report_deadlines(session, report, rules, calendar, has_police=any(
-        n.agency.kind == "police" for n in notices))
-    audit.record(session, "report:filed", actor_id=reporter.id, subject=f"report:{report.id}",
-                 data={"reference": report.reference, "facility": facility.code,
-                       "discovered_at": report.discovered_at, "filed_at": report.filed_at,
-                       "received_at": report.received_at, "policy_version": version.id},
-                 now=now)
+    audit.record_all(session, [*notice_audit_entries(notices), audit.Entry(
+        "report:filed", actor_id=plan.reporter.id, subject=f"report:{report.id}",
+        data={"reference": report.reference, "facility": plan.facility.code,
+              "discovered_at": report.discovered_at, "filed_at": report.filed_at,
+              "received_at": report.received_at, "policy_version": plan.version.id})], now=now)
     return Filed(report, is_new=True)
 
 
-def _start_report_deadlines(session: Session, report: Report, rules: dict[str, Any],
-                            calendar: Calendar, *, has_police: bool) -> None:
+def _start_report_deadlines(report: Report, rules: dict[str, Rule], calendar: Calendar, *,
+                            has_police: bool) -> None:
     for rule in rules.values():
         if rule.starts_on is not Event.DISCOVERED:
             continue
@@ -203,8 +222,6 @@ def _start_report_deadlines(session: Session, report: Report, rules: dict[str, A
         # Filing meets the reporting rule; routing to the police meets inform_police.
         met_at = report.reported_at if not rule.needs_risk_flag else (
             report.received_at if has_police else None)
-        session.add(Deadline(report=report, rule=rule.name,
-                             due_at=due_at(report.discovered_at, rule.duration, calendar),
-                             met_at=met_at, basis=rule.basis,
-                             is_basis_verified=rule.is_basis_verified))
-    session.flush()
+        Deadline(report=report, rule=rule.name,
+                 due_at=due_at(report.discovered_at, rule.duration, calendar),
+                 met_at=met_at, basis=rule.basis, is_basis_verified=rule.is_basis_verified)

@@ -7,21 +7,27 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from ..db import get_session
+from ..db import begin_write, get_session
 from ..models import User
-from ..reports import Filed, file_report
+from ..reports import Filed, already_filed, file_report, plan_filing
 
 
 def file_and_commit(reporter: User, cleaned: dict[str, Any], now: datetime) -> Filed:
-    """The request boundary for filing: one transaction, retried once on an id race."""
+    """The request boundary for filing: reads first, then one short write transaction."""
     session = get_session()
+    existing = already_filed(session, reporter, cleaned)  # a phone's retry takes no lock
+    if existing is not None:
+        return Filed(existing, is_new=False)
+    plan = plan_filing(session, reporter, cleaned)
+    begin_write(session)
     try:
-        filed = file_report(session, reporter, cleaned, now=now)
+        filed = file_report(session, plan, cleaned, now=now)
         session.commit()
     except IntegrityError:
         # The same id arrived twice at once (a phone's sync and online replays racing):
         # the loser starts over and finds the winner's report.
         session.rollback()
-        filed = file_report(session, reporter, cleaned, now=now)
+        begin_write(session)
+        filed = file_report(session, plan, cleaned, now=now)
         session.commit()
     return filed

@@ -15,7 +15,7 @@ from wtforms.validators import DataRequired, Length
 from .. import audit
 from ..access import PUBLIC, SIGNED_IN, allow
 from ..auth import authenticate
-from ..db import get_session
+from ..db import begin_write, get_session
 from ..models import utcnow
 
 bp = Blueprint("auth", __name__)
@@ -55,6 +55,7 @@ def login() -> Any:
             _fresh_session()  # no fixation
             login_user(user)
             session.permanent = True
+            begin_write(db)
             audit.record(db, "user:signed_in", actor_id=user.id, subject=f"user:{user.id}",
                          now=utcnow())
             db.commit()
@@ -72,6 +73,7 @@ def logout() -> Any:
     logout_user()
     _fresh_session()
     db = get_session()
+    begin_write(db)
     audit.record(db, "user:signed_out", actor_id=user_id, subject=f"user:{user_id}",
                  now=utcnow())
     db.commit()
