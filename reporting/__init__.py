@@ -126,9 +126,9 @@ def _init_security(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from .views import admin, api, auth, home, officer, reports
+    from .views import admin, api, auth, home, officer, pwa, reports
 
-    for module in (home, auth, reports, officer, admin):
+    for module in (home, auth, reports, officer, admin, pwa):
         app.register_blueprint(module.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
 

@@ -252,3 +252,9 @@ def reporting_time(discovered_at: datetime, filed_at: datetime, received_at: dat
     if utc(discovered_at) <= filed <= received + CLOCK_SKEW:
         return filed
     return received
+
+
+def exact_seconds(duration: Duration) -> int | None:
+    """The length of an exact duration (s/min/h) in seconds; None for calendar durations."""
+    unit = _EXACT_UNITS.get(duration.unit)
+    return int((unit * duration.amount).total_seconds()) if unit is not None else None

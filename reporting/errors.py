@@ -39,6 +39,19 @@ def json_error(status: int, code: str, message: Any,
     return jsonify(error=body), status
 
 
+class ApiError(Exception):
+    """An API refusal with its status, code and per-field messages."""
+
+    def __init__(self, status: int, code: str, message: Any,
+                 fields: dict[str, Any] | None = None) -> None:
+        super().__init__(str(message))
+        self.status, self.code, self.message, self.fields = status, code, message, fields
+
+
+def _handle_api_error(exc: ApiError) -> Any:
+    return json_error(exc.status, exc.code, exc.message, exc.fields)
+
+
 def _handle_http(exc: HTTPException) -> Any:
     status = exc.code or 500
     if wants_json(request):
@@ -57,5 +70,6 @@ def _handle_csrf(exc: CSRFError) -> Any:
 
 def init_errors(app: Flask) -> None:
     """Register the handlers."""
+    app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(CSRFError, _handle_csrf)
     app.register_error_handler(HTTPException, _handle_http)

@@ -53,3 +53,38 @@ AUDIT_REASONS: dict[str, Any] = {
 def label(table: dict[str, Any], code: str) -> str:
     """The label of `code`, or the code itself when it has none."""
     return str(table.get(code, code))
+
+
+def outbox_strings() -> dict[str, str]:
+    """The phone's outbox texts, translated for the page (the script has no catalogue)."""
+    from flask_babel import gettext as _
+
+    return {
+        "saved": _("Saved on this phone — not yet sent"),
+        "sending": _("Sending…"),
+        "delivered": _("Delivered — reference %(ref)s at %(time)s"),
+        "acknowledged": _("Acknowledged by %(agency)s at %(time)s"),
+        "deadline_left": _("Reporting deadline in %(left)s"),
+        "deadline_passed": _("Reporting deadline passed %(left)s ago"),
+        "fallback": _("If it cannot be sent, call %(agency)s: %(phone)s"),
+        "sign_in": _("Sign in to send"),
+        "session_ended": _("Your session ended. The report is safe on this phone."),
+        "other_author": _("Waiting for %(name)s to sign in on this phone"),
+        "invalid": _("Not accepted — correct the marked fields"),
+        "correct": _("Correct"),
+        "conflict": _("Refused: another report already has this id"),
+        "forbidden": _("Refused: this account may not file reports"),
+        "reference": _("Reference %(ref)s"),
+        "no_reference": _("The reference is assigned when it is sent"),
+        "logout_confirm": _("%(n)s reports are saved on this phone and not yet sent. They "
+                            "stay saved and are sent after you sign in again. Sign out?"),
+        "required": _("This field is required."),
+        "minutes": _("%(n)s min"),
+        "hours": _("%(h)s h %(m)s min"),
+        "offline": _("No network: reports are saved on this phone and sent later."),
+        "state_open": _("Waiting for acknowledgement"),
+        "state_acknowledged": _("Acknowledged"),
+        "state_closed": _("Closed"),
+        "retry": _("Will retry at %(time)s"),
+        "not_saved": _("This phone could not save the report: send it again or call."),
+    }

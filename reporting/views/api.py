@@ -13,14 +13,16 @@ from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import and_, exists, or_
 
-from .. import audit
+from .. import audit, devices, references
 from ..access import PUBLIC, SIGNED_IN, allow, visible_reports
-from ..db import get_session
-from ..errors import MESSAGES, json_error
+from ..db import begin_write, get_session
+from ..errors import MESSAGES, ApiError, json_error
 from ..models import Notice, Report, ReportState, Role, utcnow
 from ..openapi import openapi_document
-from ..present import report_json
+from ..present import iso, report_json
+from ..references import MAX_RESERVE
 from ..reports import FilingError, clean_report
+from ..schema import DateTimeField, IntField, Obj, Str
 from . import file_and_commit
 
 bp = Blueprint("api", __name__)
@@ -32,8 +34,10 @@ STATES = ("pending", "overdue", "acknowledged", "closed")
 @bp.get("/csrf")
 @allow(SIGNED_IN)
 def csrf_token() -> Response:
-    """A fresh CSRF token for fetch() calls made with the session cookie."""
-    return jsonify(csrf_token=generate_csrf())
+    """A fresh CSRF token for fetch() calls made with the session cookie, and whose it is."""
+    user = current_user
+    return jsonify(csrf_token=generate_csrf(),
+                   user={"id": user.id, "name": user.name, "role": str(user.role)})
 
 
 @bp.get("/openapi.json")
@@ -145,3 +149,48 @@ def verify_audit() -> Any:
     return jsonify(body)
 
 
+
+
+RESERVE_SCHEMA = Obj({"count": IntField(minimum=1, maximum=MAX_RESERVE, required=True)})
+HEARTBEAT_SCHEMA = Obj({
+    "device_id": Str(max_length=64, pattern=r"[A-Za-z0-9._-]{8,64}", required=True),
+    "outbox_depth": IntField(minimum=0, maximum=100_000, required=True),
+    "oldest_unsent_at": DateTimeField(),
+})
+
+
+def validated(schema: Obj) -> dict[str, Any]:
+    """The request body cleaned by `schema`, or a 422 naming the fields."""
+    cleaned, errors = schema.validate(json_body())
+    if errors:
+        raise ApiError(422, "validation_failed", MESSAGES[422], errors)
+    return cleaned
+
+
+@bp.post("/references/reserve")
+@allow(Role.REPORTER)
+def reserve_references() -> Any:
+    """References held by a phone for reports filed offline."""
+    count = validated(RESERVE_SCHEMA)["count"]
+    session, now = get_session(), utcnow()
+    facility = current_user.facility
+    if facility is None:
+        abort(403)
+    begin_write(session)
+    rows = references.reserve(session, current_user, facility, count, now)
+    session.commit()
+    return jsonify(references=[r.reference for r in rows], facility=facility.code,
+                   expires_at=iso(rows[0].expires_at)), 201
+
+
+@bp.post("/devices/heartbeat")
+@allow(Role.REPORTER)
+def heartbeat() -> Any:
+    """A phone says how many reports it holds unsent, and since when."""
+    data = validated(HEARTBEAT_SCHEMA)
+    session = get_session()
+    begin_write(session)
+    devices.heartbeat(session, current_user, data["device_id"], data["outbox_depth"],
+                      data.get("oldest_unsent_at"), utcnow())
+    session.commit()
+    return "", 204

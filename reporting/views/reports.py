@@ -9,10 +9,13 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
+from .. import labels
 from ..access import SIGNED_IN, allow, visible_reports
 from ..db import get_session
-from ..deadlines import ALMATY, to_local
-from ..models import Report, Role, new_uuid, utcnow
+from ..deadlines import ALMATY, exact_seconds, to_local
+from ..models import Facility, Report, Role, new_uuid, utcnow
+from ..notices import routes_for
+from ..policy import current_rules
 from ..present import report_json
 from ..reports import CIRCUMSTANCES, RISK_FLAGS, SEXES, FilingError, clean_report
 from . import file_and_commit
@@ -58,9 +61,24 @@ def _local_to_iso(value: str) -> str:
 
 
 def _form_page(values: dict[str, Any], errors: dict[str, Any], status: int = 200) -> Any:
+    facility = current_user.facility
     return render_template("reports/new.html", values=values, errors=errors,
                            circumstances=CIRCUMSTANCES, sexes=SEXES, risk_flags=RISK_FLAGS,
-                           facility=current_user.facility), status
+                           facility=facility, outbox=_outbox_context(facility),
+                           js_strings=labels.outbox_strings()), status
+
+
+def _outbox_context(facility: Facility | None) -> dict[str, Any]:
+    """What the phone needs to show a report it cannot send yet: the deadline, a phone."""
+    session = get_session()
+    _, rules = current_rules(session)
+    duration = rules["report_to_guardianship"].duration
+    context: dict[str, Any] = {"deadline_seconds": exact_seconds(duration)}
+    routes = routes_for(session, facility, has_risk=False) if facility else []
+    if routes:
+        agency = routes[0][0]
+        context |= {"agency_name": agency.name, "agency_phone": agency.phone}
+    return context
 
 
 @bp.get("/reports/new")

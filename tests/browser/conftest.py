@@ -102,6 +102,11 @@ class FaultInjector:
         with self._lock:
             self._rules.append(_Rule(method.upper(), path, status, times, delay))
 
+    def delay_next(self, method: str, path: str, seconds: float, times: int = 1) -> None:
+        """Hold the next `times` matching requests for `seconds`, then let the app answer."""
+        with self._lock:
+            self._rules.append(_Rule(method.upper(), path, 0, times, seconds))
+
     def clear(self) -> None:
         """Forget every pending fault (the log stays)."""
         with self._lock:
@@ -142,6 +147,9 @@ class FaultInjector:
         method = environ["REQUEST_METHOD"].upper()
         path = environ.get("PATH_INFO", "") or "/"
         rule = self._take(method, path)
+        if rule is not None and rule.status == 0:  # a slow network, not a failure
+            time.sleep(rule.delay)
+            rule = None
         if rule is not None:
             get_input_stream(environ).read()  # keep the connection's framing intact
             if rule.delay:
