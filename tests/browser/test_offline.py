@@ -277,3 +277,60 @@ def test_csrf_token_older_than_its_limit_is_refreshed_and_the_report_sent(live_s
     assert live_server.count("POST", REPORTS, 400) == 1
     assert live_server.count("POST", REPORTS, 201) == 1
     assert stored(live_server) == 1
+
+
+def test_the_app_meets_chromiums_installability_criteria(live_server, persistent_context,
+                                                         tmp_path: Path):
+    context = persistent_context(tmp_path / "phone")  # not incognito: apps install there
+    page = context.pages[0] if context.pages else context.new_page()
+    open_form(page, live_server)
+    cdp = context.new_cdp_session(page)
+    errors = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+    assert errors == []
+    manifest = cdp.send("Page.getAppManifest")
+    assert manifest["url"].endswith("/manifest.webmanifest")
+    assert not manifest.get("errors")
+
+
+def test_phone_reports_its_outbox_and_shows_the_acknowledgement(live_server, page):
+    from datetime import UTC, datetime
+
+    from reporting.models import Notice, User
+
+    open_form(page, live_server)
+    assert live_server.count("POST", "/api/v1/devices/heartbeat", 204) >= 1
+    fill_and_send(page)
+    item = outbox_items(page).first
+    expect(item).to_have_attribute("data-outbox-status", "sent", timeout=10_000)
+    with live_server.app.extensions["besik.db"].transaction() as session:
+        notice = session.scalars(select(Notice)).one()
+        notice.acknowledged_at = datetime.now(UTC)
+        notice.acknowledged_by_id = session.scalars(
+            select(User.id).where(User.email == "officer@besik.example")).one()
+        notice.ack_channel = "api"
+    page.reload()
+    expect(outbox_items(page).first).to_contain_text(
+        re.compile(r"Acknowledged by Guardianship of Yesil district at \d\d:\d\d"),
+        timeout=10_000)
+    recent = page.locator("#recent [data-report-id]").first
+    expect(recent).to_have_attribute("data-state", "open")
+    expect(recent).to_contain_text("Acknowledged by Guardianship of Yesil district")
+
+
+def test_repeat_visit_offline_serves_the_whole_shell_from_the_phone(live_server, page,
+                                                                    context):
+    open_form(page, live_server)
+    context.set_offline(True)
+    served: list[tuple[str, bool]] = []
+    failed: list[str] = []
+    page.on("response", lambda r: served.append((r.url, r.from_service_worker)))
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    before = len(live_server.requests)
+    page.reload()
+    expect(page.get_by_role("button", name="Send report")).to_be_visible()
+    page.wait_for_timeout(300)
+    shell = [(url, sw) for url, sw in served if "/api/" not in url]
+    assert shell and all(sw for _, sw in shell), shell
+    assert any(url.endswith("/static/js/app.js") for url, _ in shell)
+    assert not [url for url in failed if "/api/" not in url]
+    assert len(live_server.requests) == before
