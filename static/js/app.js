@@ -18,7 +18,6 @@
   var lang = document.documentElement.lang || "en";
   var clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hour12: false, timeZone: "Asia/Almaty" });
   var HEARTBEAT_MS = 5 * 60 * 1000;
-  var lastHeartbeat = 0;
 
   function fill(text, values) {
     return text.replace(/%\((\w+)\)s/g, function (_, key) { return values[key]; });
@@ -255,8 +254,10 @@
   }
 
   function heartbeat(token) {
-    if (Date.now() - lastHeartbeat < HEARTBEAT_MS) return Promise.resolve();
-    lastHeartbeat = Date.now();
+    // At most every 5 minutes per phone, across page loads.
+    var last = parseInt(localStorage.getItem("besik-heartbeat-at") || "0", 10);
+    if (Date.now() - last < HEARTBEAT_MS) return Promise.resolve();
+    localStorage.setItem("besik-heartbeat-at", String(Date.now()));
     var device = localStorage.getItem("besik-device");
     if (!device) { device = crypto.randomUUID(); localStorage.setItem("besik-device", device); }
     return outbox.depth().then(function (d) {
