@@ -20,6 +20,7 @@ run: $(VENV)/.installed
 	mkdir -p instance
 	$(FLASK) init-db
 	$(FLASK) seed-demo --if-empty
+	$(FLASK) vapid-keys
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -p "$${PORT:-8000}"
 
 chromium:

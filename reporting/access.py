@@ -16,6 +16,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 PUBLIC = "public"
 SIGNED_IN = "signed_in"
 ACCESS_ATTR = "besik_access"
+TOKEN_ATTR = "besik_token_authenticated"  # noqa: S105 - an attribute name
 # Flask's own static file route carries no personal data.
 PUBLIC_ENDPOINTS = frozenset({"static"})
 
@@ -28,6 +29,19 @@ def allow(*roles: Role | str) -> Callable[[F], F]:
         return view
 
     return mark
+
+
+def token_authenticated(view: F) -> F:
+    """Mark a view whose request carries its own proof (a single-use token), so a forged
+    cross-site request gains nothing: no CSRF token is required."""
+    setattr(view, TOKEN_ATTR, True)
+    return view
+
+
+def is_token_authenticated(app: Flask, endpoint: str | None) -> bool:
+    """Whether the endpoint authenticates each request by a token in its body."""
+    view = app.view_functions.get(endpoint or "")
+    return bool(getattr(view, TOKEN_ATTR, False))
 
 
 def declared_access(app: Flask, endpoint: str) -> frozenset[str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import NoReturn, TypeVar
 
@@ -17,13 +18,16 @@ from .db import get_db
 from .migrate import upgrade
 from .models import Agency, Facility, Region, Role, User, utcnow
 from .policy import PolicyError, current_rules, ensure_default_policy, set_rule_duration
+from .push import ensure_vapid_key, public_key_b64
+from .worker import Worker
 
 T = TypeVar("T", Facility, Agency, Region)
 
 
 def register(app: Flask) -> None:
     """Attach the commands to the app."""
-    for command in (init_db, seed_demo, create_user, create_token_cmd, policy, audit_verify):
+    for command in (init_db, seed_demo, create_user, create_token_cmd, policy, audit_verify,
+                    worker, vapid_keys):
         app.cli.add_command(command)
 
 
@@ -156,3 +160,32 @@ def audit_verify() -> None:
         return
     click.echo(f"broken at entry {result.bad_seq}: {result.reason}")
     sys.exit(1)
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="One pass (escalate, deliver), then exit.")
+@with_appcontext
+def worker(once: bool) -> None:
+    """Deliver push messages and fire escalations."""
+    settings = current_app.config["BESIK"]
+    if not settings.vapid_private_key_file.exists():
+        raise click.ClickException(
+            f"no VAPID key at {settings.vapid_private_key_file}: run 'flask vapid-keys'")
+    runner = Worker(get_db(), settings)
+    if once:
+        result = runner.run_once()
+        click.echo(f"escalated {result.escalated} reminded {result.reminded} sent {result.sent} "
+                   f"retried {result.retried} failed {result.failed} gone {result.gone}")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    runner.run_forever(settings.worker_poll_seconds)
+
+
+@click.command("vapid-keys")
+@with_appcontext
+def vapid_keys() -> None:
+    """Create the VAPID key pair when absent; print the public key."""
+    path = current_app.config["BESIK"].vapid_private_key_file
+    created = ensure_vapid_key(path)
+    click.echo(f"{'created' if created else 'kept'} {path}")
+    click.echo(public_key_b64(str(path)))

@@ -34,6 +34,13 @@ STATES: dict[str, Any] = {
     "overdue": _l("overdue"), "acknowledged": _l("acknowledged"), "open": _l("open"),
     "closed": _l("closed"),
 }
+ACTIONS: dict[str, Any] = {
+    "examined": _l("Child examined"),
+    "placed": _l("Child placed"),
+    "registered": _l("Registered in the data bank"),
+    "police_informed": _l("Police informed"),
+    "closed": _l("Case closed"),
+}
 WARNINGS: dict[str, Any] = {
     "child.iin_birth_date_mismatch": _l("The child's IIN does not match the time of birth."),
     "child.iin_sex_mismatch": _l("The child's IIN does not match the sex."),

@@ -244,6 +244,7 @@ class Report(Base):
                                                      order_by="Deadline.due_at")
     amendments: Mapped[list[ReportAmendment]] = relationship(
         back_populates="report", order_by="ReportAmendment.id")
+    actions: Mapped[list[ReportAction]] = relationship(order_by="ReportAction.id")
 
 
 class ReportAmendment(Base):
@@ -272,6 +273,8 @@ class Notice(Base):
     acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     ack_channel: Mapped[str | None] = mapped_column(String(16))
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    # When the officers were reminded that examine_child falls due (once).
+    examine_reminded_at: Mapped[utc_opt]
     report: Mapped[Report] = relationship(back_populates="notices")
     agency: Mapped[Agency] = relationship()
     acknowledged_by: Mapped[User | None] = relationship()
@@ -338,4 +341,85 @@ class Device(Base):
     outbox_depth: Mapped[int] = mapped_column(Integer, default=0)
     oldest_unsent_at: Mapped[utc_opt]
     last_seen_at: Mapped[utc]
+    user: Mapped[User] = relationship()
+
+
+class PushSubscription(Base):
+    """One browser of one user that accepts Web Push; the endpoint is user input."""
+
+    __tablename__ = "push_subscriptions"
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(1000), unique=True)
+    p256dh: Mapped[str] = mapped_column(String(200))
+    auth: Mapped[str] = mapped_column(String(100))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[utc]
+    last_success_at: Mapped[utc_opt]
+    last_failure_at: Mapped[utc_opt]
+    user: Mapped[User] = relationship()
+
+
+class PushDelivery(Base):
+    """One message for one subscription: the worker's outbox, claimed under a lease."""
+
+    __tablename__ = "push_deliveries"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    subscription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("push_subscriptions.id", ondelete="SET NULL"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    notice_id: Mapped[str | None] = mapped_column(ForeignKey("notices.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # notice | reminder | escalation | test
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[utc] = mapped_column(index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[utc_opt]
+    created_at: Mapped[utc]
+    sent_at: Mapped[utc_opt]
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    subscription: Mapped[PushSubscription | None] = relationship()
+    user: Mapped[User] = relationship()
+    notice: Mapped[Notice | None] = relationship()
+
+
+class PushAttempt(Base):
+    """Every try to hand a message to a push service, kept for the record."""
+
+    __tablename__ = "push_attempts"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("push_deliveries.id"), index=True)
+    at: Mapped[utc]
+    worker: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(String(500))
+
+
+class AckToken(Base):
+    """A single-use acknowledgement token for one notice and one officer; stored hashed."""
+
+    __tablename__ = "ack_tokens"
+    id: Mapped[intpk]
+    notice_id: Mapped[str] = mapped_column(ForeignKey("notices.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[utc]
+    expires_at: Mapped[utc]
+    used_at: Mapped[utc_opt]
+
+
+class ReportAction(Base):
+    """What an officer did: examined, placed, registered, police_informed, closed."""
+
+    __tablename__ = "report_actions"
+    id: Mapped[intpk]
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
+    notice_id: Mapped[str | None] = mapped_column(ForeignKey("notices.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[utc]
     user: Mapped[User] = relationship()

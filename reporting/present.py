@@ -36,6 +36,8 @@ def notice_json(notice: Notice, now: datetime) -> dict[str, Any]:
         "acknowledged_by": ({"name": notice.acknowledged_by.name}
                             if notice.acknowledged_by else None),
         "state": notice_state(notice, now),
+        "is_late": (notice.acknowledged_at or now) > notice.ack_due_at,
+        "ack_channel": notice.ack_channel,
         "escalation_level": notice.escalation_level,
     }
 

@@ -10,10 +10,19 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import alerts, audit
 from .deadlines import Calendar, Event, Rule, due_at, reporting_time
 from .iin import iin_warnings
-from .models import Agency, AgencyKind, Deadline, Facility, PolicyVersion, Report, User
+from .models import (
+    Agency,
+    AgencyKind,
+    Deadline,
+    Facility,
+    PolicyVersion,
+    PushSubscription,
+    Report,
+    User,
+)
 from .notices import notice_audit_entries, open_notices, routes_for
 from .policy import current_rules, load_calendar
 from .references import claim, next_reference
@@ -142,6 +151,8 @@ class FilingPlan:
     rules: dict[str, Rule]
     calendar: Calendar
     routes: list[tuple[Agency, bool]]
+    # Every device of every officer of each routed agency: alerted in the filing's transaction.
+    subscribers: dict[int, list[PushSubscription]]
 
 
 def plan_filing(session: Session, reporter: User, cleaned: dict[str, Any]) -> FilingPlan:
@@ -150,11 +161,13 @@ def plan_filing(session: Session, reporter: User, cleaned: dict[str, Any]) -> Fi
     if facility is None:
         raise FilingError(_l("Your account belongs to no facility."))
     version, rules = current_rules(session)
+    routes = routes_for(session, facility, has_risk=bool(cleaned.get("risk_flags")))
+    subscribers = {agency.id: alerts.subscriptions_of(
+        session, (u.id for u in alerts.agency_officers(session, agency.id)))
+        for agency, _ in routes}
     return FilingPlan(reporter=reporter, facility=facility,
                       region_code=facility.district.region.code, version=version, rules=rules,
-                      calendar=load_calendar(session),
-                      routes=routes_for(session, facility,
-                                        has_risk=bool(cleaned.get("risk_flags"))))
+                      calendar=load_calendar(session), routes=routes, subscribers=subscribers)
 
 
 def already_filed(session: Session, reporter: User, cleaned: dict[str, Any]) -> Report | None:
@@ -203,6 +216,8 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
         _start_report_deadlines(report, plan.rules, plan.calendar, has_police=any(
             n.agency.kind is AgencyKind.POLICE for n in notices))
     session.add_all([report, *notices, *report.deadlines])  # backrefs do not cascade to add
+    for notice in notices:
+        alerts.queue(session, plan.subscribers[notice.agency.id], notice, "notice", now)
     session.flush()
     audit.record_all(session, [*notice_audit_entries(notices), audit.Entry(
         "report:filed", actor_id=plan.reporter.id, subject=f"report:{report.id}",

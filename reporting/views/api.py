@@ -7,22 +7,31 @@ import binascii
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
-from sqlalchemy import and_, exists, or_
+from sqlalchemy import and_, exists, or_, select
 
-from .. import audit, devices, references
-from ..access import PUBLIC, SIGNED_IN, allow, visible_reports
+from .. import alerts, audit, devices, push, references
+from ..access import PUBLIC, SIGNED_IN, allow, token_authenticated, visible_reports
+from ..config import Settings
 from ..db import begin_write, get_session
 from ..errors import MESSAGES, ApiError, json_error
-from ..models import Notice, Report, ReportState, Role, utcnow
+from ..models import Notice, PushSubscription, Report, ReportState, Role, utcnow
+from ..notices import (
+    ACTIONS,
+    AckTokenError,
+    acknowledge,
+    acknowledge_with_token,
+    notice_for_officer,
+    record_action,
+)
 from ..openapi import openapi_document
-from ..present import iso, report_json
+from ..present import iso, notice_json, report_json
 from ..references import MAX_RESERVE
 from ..reports import FilingError, clean_report
-from ..schema import DateTimeField, IntField, Obj, Str
+from ..schema import Choice, DateTimeField, IntField, Obj, Str
 from . import file_and_commit
 
 bp = Blueprint("api", __name__)
@@ -194,3 +203,144 @@ def heartbeat() -> Any:
                       data.get("oldest_unsent_at"), utcnow())
     session.commit()
     return "", 204
+
+
+# --- push subscriptions ------------------------------------------------------------------
+
+SUBSCRIPTION_SCHEMA = Obj({
+    "endpoint": Str(max_length=1000, required=True),
+    "expirationTime": IntField(minimum=0, maximum=2**53),
+    "keys": Obj({"p256dh": Str(max_length=200, pattern=r"[A-Za-z0-9_=-]{40,200}",
+                               required=True),
+                 "auth": Str(max_length=100, pattern=r"[A-Za-z0-9_=-]{8,100}",
+                             required=True)}, required=True),
+})
+ENDPOINT_SCHEMA = Obj({"endpoint": Str(max_length=1000, required=True)})
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["BESIK"]
+    return settings
+
+
+@bp.get("/push/vapid-public-key")
+@allow(SIGNED_IN)
+def vapid_public_key() -> Any:
+    """The application server key to subscribe with."""
+    return jsonify(publicKey=push.public_key_b64(str(_settings().vapid_private_key_file)))
+
+
+@bp.get("/push/subscriptions")
+@allow(SIGNED_IN)
+def list_subscriptions() -> Any:
+    """The caller's devices and when each last received a message."""
+    rows = get_session().scalars(select(PushSubscription).where(
+        PushSubscription.user_id == current_user.id).order_by(PushSubscription.id)).all()
+    return jsonify(items=[{"id": s.id, "endpoint_host": push.endpoint_host(s.endpoint),
+                           "user_agent": s.user_agent, "created_at": iso(s.created_at),
+                           "last_success_at": iso(s.last_success_at),
+                           "last_failure_at": iso(s.last_failure_at)} for s in rows])
+
+
+@bp.post("/push/subscriptions")
+@allow(SIGNED_IN)
+def subscribe() -> Any:
+    """Register a browser's PushSubscription; only allow-listed push services (no SSRF)."""
+    data = validated(SUBSCRIPTION_SCHEMA)
+    if not push.is_allowed(data["endpoint"], _settings().push_allowed_hosts):
+        raise ApiError(422, "validation_failed", MESSAGES[422], {
+            "endpoint": _l("This push service is not allowed.")})
+    session, now = get_session(), utcnow()
+    begin_write(session)
+    row = devices.subscribe(session, current_user, data["endpoint"], data["keys"]["p256dh"],
+                            data["keys"]["auth"], request.headers.get("User-Agent"), now)
+    session.commit()
+    return jsonify(id=row.id), 201
+
+
+@bp.delete("/push/subscriptions")
+@allow(SIGNED_IN)
+def unsubscribe() -> Any:
+    """Forget one of the caller's devices; someone else's answers 404."""
+    endpoint = validated(ENDPOINT_SCHEMA)["endpoint"]
+    session = get_session()
+    begin_write(session)
+    if not devices.unsubscribe(session, current_user, endpoint, utcnow()):
+        abort(404)
+    session.commit()
+    return "", 204
+
+
+@bp.post("/push/test")
+@allow(SIGNED_IN)
+def test_push() -> Any:
+    """Send the caller a test message on every device."""
+    session = get_session()
+    begin_write(session)
+    queued = alerts.queue_for_users(session, [current_user], None, "test", utcnow())
+    session.commit()
+    return jsonify(queued=len(queued)), 202
+
+
+# --- acknowledgement and actions ---------------------------------------------------------
+
+NOTE_SCHEMA = Obj({"note": Str(max_length=2000)})
+ACTION_SCHEMA = Obj({"action": Choice(ACTIONS, required=True), "note": Str(max_length=2000)})
+TOKEN_SCHEMA = Obj({"token": Str(max_length=100, required=True)})
+
+
+def _officers_notice(report_id: str) -> tuple[Report, Notice]:
+    """The report (in scope, else 404) and the notice to the officer's agency."""
+    session = get_session()
+    report = session.scalars(visible_reports(current_user).where(Report.id == report_id)).first()
+    notice = notice_for_officer(session, report, current_user) if report else None
+    if report is None or notice is None:
+        abort(404)
+    return report, notice
+
+
+@bp.post("/reports/<report_id>/acknowledge")
+@allow(Role.OFFICER)
+def acknowledge_report(report_id: str) -> Any:
+    """Acknowledge the agency's notice; a repeat returns the first acknowledgement."""
+    note = validated(NOTE_SCHEMA).get("note") if request.content_length else None
+    _, notice = _officers_notice(report_id)
+    session, now = get_session(), utcnow()
+    begin_write(session)
+    acknowledge(session, notice, current_user, channel="api", now=now, note=note)
+    session.commit()
+    return jsonify(notice_json(notice, now))
+
+
+@bp.post("/reports/<report_id>/actions")
+@allow(Role.OFFICER)
+def record_report_action(report_id: str) -> Any:
+    """Record what the officer did; it meets the matching deadline."""
+    data = validated(ACTION_SCHEMA)
+    report, notice = _officers_notice(report_id)
+    session, now = get_session(), utcnow()
+    begin_write(session)
+    row = record_action(session, report, notice, current_user, data["action"],
+                        data.get("note"), now)
+    session.commit()
+    return jsonify(id=row.id, action=row.action, note=row.note,
+                   created_at=iso(row.created_at), by={"name": current_user.name}), 201
+
+
+@bp.post("/notices/<notice_id>/ack")
+@allow(PUBLIC)
+@token_authenticated
+def acknowledge_with_ack_token(notice_id: str) -> Any:
+    """Acknowledge with the single-use token from a push message (no session needed)."""
+    token = validated(TOKEN_SCHEMA)["token"]
+    session, now = get_session(), utcnow()
+    begin_write(session)
+    try:
+        notice = acknowledge_with_token(session, notice_id, token, channel="notification",
+                                        now=now)
+    except AckTokenError:
+        session.rollback()
+        raise ApiError(403, "forbidden", _l("This acknowledgement link is used, expired or "
+                                            "not valid.")) from None
+    session.commit()
+    return jsonify(notice_json(notice, now))

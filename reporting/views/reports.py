@@ -14,7 +14,7 @@ from ..access import SIGNED_IN, allow, visible_reports
 from ..db import get_session
 from ..deadlines import ALMATY, exact_seconds, to_local
 from ..models import Facility, Report, Role, new_uuid, utcnow
-from ..notices import routes_for
+from ..notices import ACTIONS, notice_for_officer, routes_for
 from ..policy import current_rules
 from ..present import report_json
 from ..reports import CIRCUMSTANCES, RISK_FLAGS, SEXES, FilingError, clean_report
@@ -113,6 +113,8 @@ def show(report_id: str) -> Any:
                                    .where(Report.id == report_id)).first()
     if report is None:
         abort(404)
+    officer_notice = (notice_for_officer(get_session(), report, current_user)
+                      if current_user.role is Role.OFFICER else None)
     return render_template("reports/show.html", report=report,
-                           view=report_json(report, utcnow()),
-                           is_receipt=request.args.get("filed") == "1")
+                           view=report_json(report, utcnow()), officer_notice=officer_notice,
+                           actions=ACTIONS, is_receipt=request.args.get("filed") == "1")

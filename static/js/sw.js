@@ -73,8 +73,117 @@ self.addEventListener("sync", function (event) {
 });
 
 self.addEventListener("message", function (event) {
-  if (event.data && event.data.type === "flush") event.waitUntil(flushQuietly());
+  var message = event.data || {};
+  if (message.type === "flush") event.waitUntil(flushQuietly());
+  if (message.type === "notificationclick") {
+    // Test hook: the same click logic as a real tap; the answer goes back on the port.
+    event.waitUntil(handleClick(message.action, message.data || {}).then(function (result) {
+      if (event.ports && event.ports[0]) event.ports[0].postMessage(result);
+    }));
+  }
 });
+
+// --- alerts for officers ----------------------------------------------------------------
+
+self.addEventListener("push", function (event) {
+  var data = {};
+  try { data = event.data ? event.data.json() : {}; } catch (e) { data = {}; }
+  event.waitUntil(showAlert(data));
+});
+
+function label(data, key, fallback) {
+  return (data.labels && data.labels[key]) || fallback;
+}
+
+function showAlert(data) {
+  var actions = [];
+  if (data.ack_token) actions.push({ action: "acknowledge", title: label(data, "acknowledge", "Acknowledge") });
+  actions.push({ action: "open", title: label(data, "open", "Open") });
+  return self.registration.showNotification(data.title || "Besik", {
+    body: data.body || "",
+    tag: data.notice_id || "besik", // a newer message about the same notice replaces it
+    renotify: true,
+    requireInteraction: !!data.ack_token,
+    icon: "/static/icons/icon-192.png",
+    data: data,
+    actions: actions
+  });
+}
+
+function supportsActions() {
+  return typeof Notification !== "undefined" && "maxActions" in Notification && Notification.maxActions > 0;
+}
+
+// The whole click logic in one function: the notificationclick handler and a test message
+// both call it (a headless browser cannot click a notification).
+function handleClick(action, data) {
+  if (action === "acknowledge" && data.ack_token) {
+    return acknowledge(data).then(function (ok) {
+      if (ok) {
+        return self.registration.showNotification(data.reference || "Besik", {
+          body: label(data, "acknowledged", "Acknowledged"), tag: data.notice_id, silent: true, data: {}
+        }).then(function () { return { acknowledged: true }; });
+      }
+      return openWindow("/ack/" + data.notice_id + "?t=" + encodeURIComponent(data.ack_token))
+        .then(function () { return { acknowledged: false }; });
+    });
+  }
+  if (!action && data.ack_token && !supportsActions()) {
+    // Safari and Firefox show no buttons: the tap opens the one-tap acknowledgement page.
+    return openWindow("/ack/" + data.notice_id + "?t=" + encodeURIComponent(data.ack_token))
+      .then(function () { return { opened: "ack" }; });
+  }
+  return openWindow(data.url || "/inbox").then(function () { return { opened: "report" }; });
+}
+
+function acknowledge(data) {
+  return fetch("/api/v1/notices/" + encodeURIComponent(data.notice_id) + "/ack", {
+    method: "POST", credentials: "same-origin", redirect: "error",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ token: data.ack_token })
+  }).then(function (response) { return response.ok; }, function () { return false; });
+}
+
+function openWindow(url) {
+  var target = new URL(url, self.location.origin).href;
+  return self.clients.matchAll({ type: "window", includeUncontrolled: true }).then(function (windows) {
+    // Focus an open Besik window first, rather than opening another.
+    for (var i = 0; i < windows.length; i++) {
+      if (windows[i].url === target && "focus" in windows[i]) return windows[i].focus();
+    }
+    if (windows.length && "navigate" in windows[0]) {
+      return windows[0].focus().then(function (client) { return (client || windows[0]).navigate(target); });
+    }
+    return self.clients.openWindow(target);
+  }).catch(function () { return null; });
+}
+
+self.addEventListener("notificationclick", function (event) {
+  event.notification.close();
+  event.waitUntil(handleClick(event.action, event.notification.data || {}));
+});
+
+self.addEventListener("pushsubscriptionchange", function (event) {
+  event.waitUntil(resubscribe());
+});
+
+function resubscribe() {
+  return fetch("/api/v1/push/vapid-public-key", { credentials: "same-origin" })
+    .then(function (r) { return r.json(); })
+    .then(function (key) {
+      return self.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key.publicKey });
+    })
+    .then(function (subscription) {
+      return self.BesikOutbox.session().then(function (auth) {
+        if (!auth) return null;
+        return fetch("/api/v1/push/subscriptions", {
+          method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRFToken": auth.csrf_token },
+          body: JSON.stringify(subscription.toJSON())
+        });
+      });
+    });
+}
 
 // A worker that starts (for any event) first tries to deliver what is waiting.
 flushQuietly();

@@ -1,0 +1,174 @@
+"""Who must hear about a notice, and when: alerts, reminders and escalation (PRODUCT §6)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from . import audit
+from .deadlines import to_local
+from .labels import CIRCUMSTANCES, label
+from .models import (
+    AgencyKind,
+    Deadline,
+    Notice,
+    PushDelivery,
+    PushSubscription,
+    Role,
+    User,
+)
+from .present import iso
+
+# Reminders for an acknowledged notice come this long before examine_child falls due.
+EXAMINE_REMINDER_LEAD = timedelta(hours=4)
+
+
+def agency_officers(session: Session, agency_id: int, *, heads_only: bool = False
+                    ) -> list[User]:
+    """Active officers of an agency (or only its heads)."""
+    query = select(User).where(User.agency_id == agency_id, User.role == Role.OFFICER,
+                               User.is_active.is_(True))
+    if heads_only:
+        query = query.where(User.is_head.is_(True))
+    return list(session.scalars(query))
+
+
+def region_admins(session: Session, region_id: int) -> list[User]:
+    """Active admins whose scope covers the region (the region's, or the whole country)."""
+    return list(session.scalars(select(User).where(
+        User.role == Role.ADMIN, User.is_active.is_(True),
+        or_(User.region_id == region_id, User.region_id.is_(None)))))
+
+
+def subscriptions_of(session: Session, user_ids: Iterable[int]) -> list[PushSubscription]:
+    """Every device of these users that accepts push."""
+    ids = list(set(user_ids))
+    if not ids:
+        return []
+    return list(session.scalars(select(PushSubscription)
+                                .where(PushSubscription.user_id.in_(ids))))
+
+
+def queue(session: Session, subscriptions: Iterable[PushSubscription], notice: Notice | None,
+          kind: str, now: datetime) -> list[PushDelivery]:
+    """One delivery row per subscription, in the caller's transaction (the worker sends)."""
+    rows = [PushDelivery(subscription_id=s.id, user_id=s.user_id, notice=notice, kind=kind,
+                         status="pending", attempts=0, next_attempt_at=now, created_at=now)
+            for s in subscriptions]
+    session.add_all(rows)
+    return rows
+
+
+def queue_for_users(session: Session, users: Iterable[User], notice: Notice | None, kind: str,
+                    now: datetime) -> list[PushDelivery]:
+    """Queue a message to every device of these users."""
+    return queue(session, subscriptions_of(session, (u.id for u in users)), notice, kind, now)
+
+
+def _claim_level(session: Session, notice_id: str, level: int) -> bool:
+    # One conditional UPDATE per level: with several workers, exactly one wins it.
+    result = session.execute(
+        update(Notice).where(Notice.id == notice_id, Notice.escalation_level == level - 1,
+                             Notice.acknowledged_at.is_(None))
+        .values(escalation_level=level).execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def escalate_due(session: Session, now: datetime) -> int:
+    """Raise every unacknowledged notice whose time is up by one level; returns how many."""
+    raised = 0
+    candidates = session.scalars(select(Notice).where(
+        Notice.acknowledged_at.is_(None), Notice.escalation_level < 2,
+        Notice.ack_due_at <= now)).all()
+    for notice in candidates:
+        interval = notice.ack_due_at - notice.sent_at
+        level = notice.escalation_level + 1
+        # Level 1 when acknowledge_notice passes; level 2 one more interval later.
+        if now < notice.ack_due_at + interval * (level - 1):
+            continue
+        if not _claim_level(session, notice.id, level):
+            continue
+        officers = agency_officers(session, notice.agency_id)
+        if level == 1:
+            alerted = [u for u in officers if u.is_head]
+        else:
+            alerted = region_admins(session, notice.agency.region_id)
+        queue_for_users(session, alerted, notice, "escalation", now)
+        queue_for_users(session, [u for u in officers if u not in alerted], notice, "reminder",
+                        now)
+        audit.record(session, "notice:escalated", actor_id=None,
+                     subject=f"notice:{notice.id}",
+                     data={"level": level, "alerted": sorted(u.id for u in alerted)}, now=now)
+        raised += 1
+    session.flush()
+    return raised
+
+
+def remind_examination(session: Session, now: datetime) -> int:
+    """Remind an acknowledged notice's officers before examine_child falls due (once)."""
+    due = session.execute(select(Notice, Deadline).join(
+        Deadline, Deadline.notice_id == Notice.id).where(
+        Notice.acknowledged_at.is_not(None), Notice.examine_reminded_at.is_(None),
+        Deadline.rule == "examine_child", Deadline.met_at.is_(None),
+        Deadline.due_at <= now + EXAMINE_REMINDER_LEAD)).all()
+    reminded = 0
+    for notice, _deadline in due:
+        claimed = session.execute(
+            update(Notice).where(Notice.id == notice.id, Notice.examine_reminded_at.is_(None))
+            .values(examine_reminded_at=now).execution_options(synchronize_session=False))
+        if not claimed.rowcount:  # type: ignore[attr-defined]
+            continue
+        queue_for_users(session, agency_officers(session, notice.agency_id), notice,
+                        "reminder", now)
+        audit.record(session, "notice:reminded", actor_id=None, subject=f"notice:{notice.id}",
+                     data={"rule": "examine_child"}, now=now)
+        reminded += 1
+    session.flush()
+    return reminded
+
+
+def payload(delivery: PushDelivery, token: str | None, locale: str | None) -> dict[str, Any]:
+    """The push message (CONTRACT §7), in the recipient's language; no names, no IINs."""
+    with force_locale(locale or "en"):
+        notice = delivery.notice
+        if notice is None:
+            return {"type": "test", "notice_id": None, "report_id": None, "reference": None,
+                    "title": _("Besik test notification"),
+                    "body": _("Notifications work on this device."), "url": "/inbox",
+                    "ack_due_at": None, "ack_token": None}
+        report = notice.report
+        due = _local_hhmm(notice.ack_due_at)
+        what = label(CIRCUMSTANCES, report.circumstance)
+        if delivery.kind == "escalation":
+            title = _("Not acknowledged: %(ref)s", ref=report.reference)
+            body = _("%(agency)s has not acknowledged this report (due %(time)s).",
+                     agency=notice.agency.name, time=due)
+        elif delivery.kind == "reminder" and notice.acknowledged_at is not None:
+            title = _("Reminder: examine the child, %(ref)s", ref=report.reference)
+            body = _("The examination deadline is near.")
+        elif delivery.kind == "reminder":
+            title = _("Reminder: acknowledge %(ref)s", ref=report.reference)
+            body = _("Acknowledge by %(time)s.", time=due)
+        else:
+            title = (_("Police: new report %(ref)s", ref=report.reference)
+                     if notice.agency.kind is AgencyKind.POLICE
+                     else _("New report %(ref)s", ref=report.reference))
+            body = _("%(facility)s: %(what)s. Acknowledge by %(time)s.",
+                     facility=report.facility.name, what=what, time=due)
+        return {"type": "notice" if delivery.kind == "notice" else delivery.kind,
+                "labels": {"acknowledge": _("Acknowledge"), "open": _("Open"),
+                           "acknowledged": _("Acknowledged")},
+                "notice_id": notice.id, "report_id": report.id,
+                "reference": report.reference, "title": title, "body": body,
+                "url": f"/reports/{report.id}", "ack_due_at": iso(notice.ack_due_at),
+                "ack_token": token}
+
+
+def _local_hhmm(moment: datetime) -> str:
+    return to_local(moment).strftime("%H:%M")

@@ -1,0 +1,125 @@
+"""The only module that speaks Web Push (RFC 8030/8291/8292): VAPID keys and one send()."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from py_vapid import Vapid
+from pywebpush import WebPushException, webpush
+
+TTL_SECONDS = 24 * 3600  # a phone that is off for a night still gets the alert
+TIMEOUT_SECONDS = 10  # a hung push service must not hang the worker
+MAX_PAYLOAD_BYTES = 3000  # 3993 is the real limit of one message; keep a margin
+
+
+def ensure_vapid_key(path: Path) -> bool:
+    """Create the VAPID private key at `path` when absent; True when one was created."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vapid = Vapid()
+    vapid.generate_keys()
+    vapid.save_key(str(path))
+    path.chmod(0o600)
+    return True
+
+
+@functools.cache
+def load_vapid(path: str) -> Vapid:
+    """The VAPID signing key (read once per process)."""
+    return Vapid.from_file(path)
+
+
+def public_key_b64(path: str) -> str:
+    """The application server key browsers subscribe with: base64url, uncompressed point."""
+    point = load_vapid(path).public_key.public_bytes(Encoding.X962,
+                                                     PublicFormat.UncompressedPoint)
+    return base64.urlsafe_b64encode(point).decode().rstrip("=")
+
+
+def endpoint_host(endpoint: str) -> str:
+    """host[:port] of an endpoint, lower-cased, as PUSH_ALLOWED_HOSTS lists them."""
+    parts = urlsplit(endpoint)
+    host = (parts.hostname or "").lower()
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def is_allowed(endpoint: str, allowed_hosts: tuple[str, ...]) -> bool:
+    """Only post to known push services: the endpoint is user input (no SSRF)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return False
+    if parts.username or parts.password:
+        return False
+    host = endpoint_host(endpoint)
+    return host in allowed_hosts or (parts.port is None and parts.hostname in allowed_hosts)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the push service answered: a status, or a network error."""
+
+    status_code: int | None
+    retry_after: int | None = None
+    error: str | None = None
+
+    @property
+    def is_delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def is_gone(self) -> bool:
+        """404/410: the browser unsubscribed; the subscription must be removed."""
+        return self.status_code in (404, 410)
+
+    @property
+    def is_retryable(self) -> bool:
+        """Network errors, 429 and 5xx: the service will recover."""
+        return self.status_code is None or self.status_code == 429 or self.status_code >= 500
+
+
+def send(endpoint: str, p256dh: str, auth: str, payload: dict[str, Any], *,
+         vapid_key_path: str, subject: str, topic: str | None = None) -> SendResult:
+    """Encrypt `payload` for one subscription and post it with a VAPID signature."""
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    if len(data.encode()) > MAX_PAYLOAD_BYTES:
+        raise ValueError("push payload too large")
+    headers = {"Urgency": "high"}
+    if topic:
+        headers["Topic"] = topic
+    try:
+        response = webpush(
+            subscription_info={"endpoint": endpoint, "keys": {"p256dh": p256dh, "auth": auth}},
+            data=data,
+            vapid_private_key=load_vapid(vapid_key_path),
+            # pywebpush writes aud and exp into this dict: a fresh one for every call.
+            vapid_claims={"sub": subject},
+            ttl=TTL_SECONDS,
+            timeout=TIMEOUT_SECONDS,
+            headers=headers,
+        )
+    except WebPushException as exc:
+        response = exc.response
+        if response is None:
+            return SendResult(None, error=str(exc)[:500])
+        return SendResult(response.status_code, _retry_after(response.headers),
+                          error=(response.text or str(exc))[:500])
+    except requests.RequestException as exc:
+        return SendResult(None, error=f"{type(exc).__name__}: {exc}"[:500])
+    return SendResult(getattr(response, "status_code", 201))
+
+
+def _retry_after(headers: Any) -> int | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return max(0, int(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff

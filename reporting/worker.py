@@ -1,0 +1,160 @@
+"""The worker: escalates what is due and delivers queued push messages.
+
+Work is claimed in short transactions (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: BEGIN
+IMMEDIATE) and held under a lease, so several workers never send the same message twice and
+a killed worker's claims are picked up again once its lease runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from . import alerts, push
+from .config import Settings
+from .db import Database
+from .models import PushAttempt, PushDelivery, PushSubscription, User, utcnow
+from .notices import issue_ack_token
+
+log = logging.getLogger("besik.worker")
+
+LEASE = timedelta(seconds=60)
+BATCH = 20
+MAX_ATTEMPTS = 12
+BACKOFF_CAP = timedelta(minutes=5)
+
+
+@dataclass
+class PassResult:
+    escalated: int = 0
+    reminded: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    gone: int = 0
+
+
+class Worker:
+    """One worker process (or thread); `name` identifies its leases."""
+
+    def __init__(self, db: Database, settings: Settings, name: str | None = None) -> None:
+        self.db, self.settings = db, settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+
+    def run_once(self, now: datetime | None = None) -> PassResult:
+        """Escalate, remind, then deliver everything that is due."""
+        result = PassResult()
+        with self.db.transaction() as session:
+            result.escalated = alerts.escalate_due(session, now or utcnow())
+            result.reminded = alerts.remind_examination(session, now or utcnow())
+        while True:
+            claimed = self.claim(now or utcnow())
+            for delivery_id in claimed:
+                self._deliver(delivery_id, result)
+            if len(claimed) < BATCH:
+                return result
+
+    def run_forever(self, poll_seconds: float) -> None:
+        """Poll until killed; a new notice is picked up within one poll interval."""
+        log.info("worker %s started, polling every %ss", self.name, poll_seconds)
+        while True:
+            started = time.monotonic()
+            try:
+                self.run_once()
+            except Exception:  # keep alerting: one bad pass must not stop the worker
+                log.exception("worker pass failed")
+            time.sleep(max(0.0, poll_seconds - (time.monotonic() - started)))
+
+    def claim(self, now: datetime) -> list[int]:
+        """Lease up to BATCH due deliveries to this worker."""
+        with self.db.transaction() as session:
+            ids = list(session.scalars(
+                select(PushDelivery.id)
+                .where(PushDelivery.status == "pending", PushDelivery.next_attempt_at <= now,
+                       or_(PushDelivery.lease_until.is_(None), PushDelivery.lease_until < now))
+                .order_by(PushDelivery.next_attempt_at, PushDelivery.id)
+                .limit(BATCH).with_for_update(skip_locked=True)))
+            if ids:
+                session.execute(update(PushDelivery).where(PushDelivery.id.in_(ids)).values(
+                    lease_owner=self.name, lease_until=now + LEASE))
+        return ids
+
+    def _deliver(self, delivery_id: int, result: PassResult) -> None:
+        prepared = self._prepare(delivery_id)
+        if prepared is None:
+            return
+        subscription, message = prepared
+        if not push.is_allowed(subscription.endpoint, self.settings.push_allowed_hosts):
+            outcome = push.SendResult(None, error="endpoint host not allowed")
+            self._record(delivery_id, subscription.id, outcome, result, give_up=True)
+            return
+        outcome = push.send(subscription.endpoint, subscription.p256dh, subscription.auth,
+                            message, vapid_key_path=str(self.settings.vapid_private_key_file),
+                            subject=self.settings.vapid_subject,
+                            topic=(message["notice_id"] or "test").replace("-", "")[:32])
+        self._record(delivery_id, subscription.id, outcome, result)
+
+    def _prepare(self, delivery_id: int) -> tuple[PushSubscription, dict[str, Any]] | None:
+        # The ack token is minted at send time: it exists in clear only inside the message.
+        with self.db.transaction() as session:
+            delivery = session.get(PushDelivery, delivery_id)
+            if delivery is None or delivery.lease_owner != self.name:
+                return None
+            subscription = delivery.subscription
+            if subscription is None:
+                delivery.status, delivery.lease_until = "gone", None
+                return None
+            user = session.get(User, delivery.user_id)
+            token = None
+            if delivery.notice is not None and delivery.notice.acknowledged_at is None:
+                token = issue_ack_token(session, delivery.notice.id, delivery.user_id, utcnow())
+            message = alerts.payload(delivery, token, user.locale if user else None)
+            session.expunge(subscription)
+        return subscription, message
+
+    def _record(self, delivery_id: int, subscription_id: int, outcome: push.SendResult,
+                result: PassResult, *, give_up: bool = False) -> None:
+        now = utcnow()
+        with self.db.transaction() as session:
+            delivery = session.get(PushDelivery, delivery_id)
+            if delivery is None:
+                return
+            session.add(PushAttempt(delivery_id=delivery_id, at=now, worker=self.name,
+                                    status_code=outcome.status_code, error=outcome.error))
+            delivery.attempts += 1
+            delivery.last_status, delivery.last_error = outcome.status_code, outcome.error
+            delivery.lease_owner, delivery.lease_until = None, None
+            subscription = session.get(PushSubscription, subscription_id)
+            if outcome.is_delivered:
+                delivery.status, delivery.sent_at = "sent", now
+                if subscription is not None:
+                    subscription.last_success_at = now
+                result.sent += 1
+                return
+            if subscription is not None:
+                subscription.last_failure_at = now
+            if outcome.is_gone:
+                # The browser unsubscribed: forget the device, and what was queued for it.
+                session.execute(update(PushDelivery).where(
+                    PushDelivery.subscription_id == subscription_id,
+                    PushDelivery.status == "pending").values(status="gone"))
+                delivery.status = "gone"
+                if subscription is not None:
+                    session.delete(subscription)
+                result.gone += 1
+            elif outcome.is_retryable and not give_up and delivery.attempts < MAX_ATTEMPTS:
+                delay = (timedelta(seconds=outcome.retry_after)
+                         if outcome.retry_after is not None
+                         else min(timedelta(seconds=2 ** (delivery.attempts - 1)), BACKOFF_CAP))
+                delivery.next_attempt_at = now + delay
+                result.retried += 1
+            else:
+                delivery.status = "failed"
+                result.failed += 1
