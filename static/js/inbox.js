@@ -82,8 +82,10 @@
       var left = Date.parse(node.dataset.countdown) - Date.now();
       var minutes = Math.round(Math.abs(left) / 60000);
       node.dataset.left = String(Math.round(left / 1000));
-      node.textContent = (left >= 0 ? "⏱ " : "⚠ −") + (minutes >= 60 ? Math.floor(minutes / 60) + " h " + (minutes % 60) + " min" : minutes + " min")
-        + " (" + clock.format(new Date(Date.parse(node.dataset.countdown))) + ")";
+      var span = minutes >= 60
+        ? box.dataset.hours.replace("%(h)s", Math.floor(minutes / 60)).replace("%(m)s", minutes % 60)
+        : box.dataset.minutes.replace("%(n)s", minutes);
+      node.textContent = (left >= 0 ? "⏱ " : "⚠ −") + span + " (" + clock.format(new Date(Date.parse(node.dataset.countdown))) + ")";
     });
   }
 

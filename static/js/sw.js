@@ -77,7 +77,9 @@ self.addEventListener("message", function (event) {
   if (message.type === "flush") event.waitUntil(flushQuietly());
   if (message.type === "notificationclick") {
     // Test hook: the same click logic as a real tap; the answer goes back on the port.
-    event.waitUntil(handleClick(message.action, message.data || {}).then(function (result) {
+    event.waitUntil(handleClick(message.action, message.data || {}).catch(function (error) {
+      return { error: String(error) };
+    }).then(function (result) {
       if (event.ports && event.ports[0]) event.ports[0].postMessage(result);
     }));
   }
@@ -120,9 +122,10 @@ function handleClick(action, data) {
   if (action === "acknowledge" && data.ack_token) {
     return acknowledge(data).then(function (ok) {
       if (ok) {
+        // Replace the alert with a quiet confirmation (if notifications are still allowed).
         return self.registration.showNotification(data.reference || "Besik", {
           body: label(data, "acknowledged", "Acknowledged"), tag: data.notice_id, silent: true, data: {}
-        }).then(function () { return { acknowledged: true }; });
+        }).catch(function () {}).then(function () { return { acknowledged: true }; });
       }
       return openWindow("/ack/" + data.notice_id + "?t=" + encodeURIComponent(data.ack_token))
         .then(function () { return { acknowledged: false }; });
@@ -148,11 +151,15 @@ function openWindow(url) {
   var target = new URL(url, self.location.origin).href;
   return self.clients.matchAll({ type: "window", includeUncontrolled: true }).then(function (windows) {
     // Focus an open Besik window first, rather than opening another.
+    function focus(client) {
+      // focus() needs the tap's user activation; without it, the window is still right.
+      return client && "focus" in client ? client.focus().catch(function () { return client; }) : client;
+    }
     for (var i = 0; i < windows.length; i++) {
-      if (windows[i].url === target && "focus" in windows[i]) return windows[i].focus();
+      if (windows[i].url === target) return focus(windows[i]);
     }
     if (windows.length && "navigate" in windows[0]) {
-      return windows[0].focus().then(function (client) { return (client || windows[0]).navigate(target); });
+      return windows[0].navigate(target).then(focus);
     }
     return self.clients.openWindow(target);
   }).catch(function () { return null; });

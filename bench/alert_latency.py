@@ -1,0 +1,282 @@
+"""Alert latency: from a filed report's commit to its Web Push arriving at the officer's browser.
+
+Sets up a scratch database (init-db, seed-demo, vapid-keys, create-token), starts the real local
+push service of tests/push_service.py in this process (it checks the VAPID JWT against the app's
+key and decrypts the aes128gcm body, as a browser's push service and service worker would),
+gunicorn (2 sync workers) and one push worker (`flask --app app worker`). It registers one push
+subscription for officer@besik.example through the API and checks the pipeline end to end with
+one untimed test push. Then it files reports as nurse@besik.example at a fixed rate, one
+connection at a time, and records when each POST returned 201 (just after the report was
+committed) under the id of its notice. Each push's latency is its arrival in the push service,
+after verification and decryption, minus that time; it prints count, p50, p95 and max in ms,
+duplicates (a notice pushed twice), missing pushes and rejected requests, and the goal.
+
+Run from the repository root:
+
+    .venv/bin/python bench/alert_latency.py                   # SQLite in a scratch directory
+    .venv/bin/python bench/alert_latency.py --count 200 --rate 10 --poll-seconds 0.5
+    .venv/bin/python bench/alert_latency.py \\
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/besik_alert_bench
+
+A PostgreSQL database must exist and hold no other data than earlier runs of this script (the
+demo is loaded only when it is empty; the run's subscription is removed at the end). Exit
+status: 0 after a measurement, even when the goal is missed (MISS); 1 when a filing failed or a
+push is missing, duplicated or was rejected; 2 when the set-up failed; 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+NURSE = "nurse@besik.example"
+OFFICER = "officer@besik.example"
+GOAL_P95_MS = 2000.0
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from tests.push_service import PushRequest, PushService  # noqa: E402
+
+
+class SetupError(RuntimeError):
+    """The database, a process or the push pipeline could not be brought up."""
+
+
+def flask_cli(env: dict[str, str], *args: str) -> str:
+    """Run `flask --app app ARGS` in the repository; its stdout, or SetupError."""
+    done = subprocess.run([str(BIN / "flask"), "--app", "app", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise SetupError(f"flask {' '.join(args)} exited {done.returncode}:\n"
+                         f"{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def call(port: int, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    """One request on a fresh connection (sync gunicorn closes it anyway): status, JSON."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        conn.request(method, path, body=None if body is None else json.dumps(body),
+                     headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(raw) if raw else None
+    except ValueError:
+        return response.status, raw[:200]
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a process in its own session (Ctrl-C reaches only us; we stop it ourselves)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group we started, SIGKILL it if it lingers."""
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+
+
+def wait_healthy(server: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            break
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if call(port, "GET", "/healthz", "")[0] == 200:
+                return
+        time.sleep(0.1)
+    raise SetupError(f"gunicorn did not answer /healthz:\n{tail(log)}")
+
+
+def tail(log: Path, chars: int = 3000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else ""
+
+
+def subscribe(stack: contextlib.ExitStack, push: PushService, port: int, token: str) -> None:
+    """Register the officer's one device; removed again at the end (for a reused database)."""
+    status, listed = call(port, "GET", "/api/v1/push/subscriptions", token)
+    if status != 200 or listed["items"]:
+        raise SetupError(f"{OFFICER} must start with no push subscriptions: {status} {listed}")
+    subscription = push.new_subscription()
+    status, body = call(port, "POST", "/api/v1/push/subscriptions", token,
+                        subscription.as_json())
+    if status != 201:
+        raise SetupError(f"subscribing answered {status}: {body}")
+    stack.callback(forget, port, token, subscription.endpoint)
+    status, body = call(port, "POST", "/api/v1/push/test", token)
+    if status != 202:
+        raise SetupError(f"test push answered {status}: {body}")
+    try:  # proves the worker is up, signs with the right key and reaches the push service
+        push.wait_for(1, timeout=30)
+    except AssertionError as exc:
+        raise SetupError(f"the test push did not arrive: {exc}") from exc
+
+
+def forget(port: int, token: str, endpoint: str) -> None:
+    """Best effort: remove the run's subscription so a reused database starts clean."""
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        call(port, "DELETE", "/api/v1/push/subscriptions", token, {"endpoint": endpoint})
+
+
+def file_reports(port: int, token: str, count: int, rate: float
+                 ) -> tuple[dict[str, float], list[str]]:
+    """File `count` reports at `rate`/s: {notice id: time.time() the 201 returned}, errors."""
+    committed: dict[str, float] = {}
+    errors: list[str] = []
+    began = time.monotonic()
+    for i in range(count):
+        time.sleep(max(0.0, began + i / rate - time.monotonic()))
+        body = {"id": str(uuid.uuid4()), "circumstance": "written_refusal",
+                "discovered_at": (datetime.now(UTC) - timedelta(minutes=10)).isoformat(),
+                "child": {"sex": "female"}}
+        try:
+            status, answer = call(port, "POST", "/api/v1/reports", token, body)
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            continue
+        returned = time.time()
+        if status != 201:
+            errors.append(f"HTTP {status}: {answer}")
+            continue
+        committed[answer["notices"][0]["id"]] = returned
+    return committed, errors
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, round(fraction * len(ordered) + 0.5))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def evaluate(committed: dict[str, float], requests: list[PushRequest], filing_errors: list[str]
+             ) -> int:
+    """Match pushes to filings, print the numbers; the exit status."""
+    notices = [r for r in requests
+               if r.accepted and r.payload and r.payload.get("type") != "test"]
+    per_notice = Counter(str(r.payload["notice_id"]) for r in notices if r.payload)
+    first: dict[str, float] = {}
+    for request in notices:
+        if request.payload:
+            first.setdefault(str(request.payload["notice_id"]), request.arrived_at)
+    latencies = [(first[n] - t) * 1000 for n, t in committed.items() if n in first]
+    duplicates = sum(n - 1 for n in per_notice.values() if n > 1)
+    missing = sum(1 for n in committed if n not in first)
+    unexpected = sum(1 for n in first if n not in committed)
+    rejected = [r for r in requests if not r.accepted]
+    p95 = percentile(latencies, 0.95)
+    print(f"filed {len(committed)}, filing errors {len(filing_errors)}")
+    for error in filing_errors[:5]:
+        print(f"  filing error: {error}")
+    print(f"count {len(latencies)}  p50 {percentile(latencies, 0.50):.0f} ms  "
+          f"p95 {p95:.0f} ms  max {max(latencies, default=float('nan')):.0f} ms")
+    print(f"duplicates {duplicates}  missing {missing}  unexpected {unexpected}  "
+          f"rejected {len(rejected)}")
+    for request in rejected[:5]:
+        print(f"  rejected: {request.status} {request.reason}")
+    print(f"goal p95 <= {GOAL_P95_MS:.0f} ms: {'PASS' if p95 <= GOAL_P95_MS else 'MISS'}")
+    return 1 if filing_errors or duplicates or missing or unexpected or rejected else 0
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="besik-alert-")))
+    push = stack.enter_context(PushService())
+    url = args.database_url or f"sqlite:///{scratch / 'bench.db'}"
+    env = {**os.environ, "BESIK_ENV": "demo", "DATABASE_URL": url,
+           "VAPID_PRIVATE_KEY_FILE": str(scratch / "vapid.pem"),
+           "PUSH_ALLOWED_HOSTS": push.host, "WORKER_POLL_SECONDS": str(args.poll_seconds)}
+    flask_cli(env, "init-db")
+    flask_cli(env, "seed-demo", "--if-empty")
+    push.expect_vapid_public_key(flask_cli(env, "vapid-keys").strip().splitlines()[-1])
+    nurse, officer = (flask_cli(env, "create-token", "--email", email).strip()
+                      for email in (NURSE, OFFICER))
+    port = free_port()
+    server_log, worker_log = scratch / "gunicorn.log", scratch / "worker.log"
+    server = start([str(BIN / "gunicorn"), "--worker-class", "sync", "--workers", "2",
+                    "--bind", f"{HOST}:{port}", "app:app"], env, server_log)
+    stack.callback(stop, server)
+    worker = start([str(BIN / "flask"), "--app", "app", "worker"], env, worker_log)
+    stack.callback(stop, worker)
+    wait_healthy(server, port, server_log)
+    try:
+        subscribe(stack, push, port, officer)
+    except SetupError as exc:
+        raise SetupError(f"{exc}\nworker log:\n{tail(worker_log)}") from exc
+    kind = url.split(":", 1)[0].split("+", 1)[0]
+    print(f"database {kind}, gunicorn 2 sync workers, 1 push worker polling every "
+          f"{args.poll_seconds:g} s; {args.count} reports at {args.rate:g}/s")
+    committed, errors = file_reports(port, nurse, args.count, args.rate)
+    with contextlib.suppress(AssertionError):  # a shortfall is reported below as missing
+        push.wait_for(len(committed) + 1, timeout=args.timeout)
+    time.sleep(max(2.0, 2 * args.poll_seconds))  # let a late duplicate show itself
+    if worker.poll() is not None or "Traceback" in tail(worker_log, 10**6):
+        print(f"worker trouble (exit {worker.poll()}):\n{tail(worker_log)}", file=sys.stderr)
+    return evaluate(committed, push.requests, errors)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100, help="reports to file")
+    parser.add_argument("--rate", type=float, default=5.0, help="reports per second")
+    parser.add_argument("--poll-seconds", type=float, default=1.0,
+                        help="WORKER_POLL_SECONDS of the push worker")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for the pushes after the last filing")
+    parser.add_argument("--database-url", help="default: SQLite in the scratch directory")
+    args = parser.parse_args()
+
+    def terminated(signum: int, frame: object) -> NoReturn:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        with contextlib.ExitStack() as stack:
+            return run(args, stack)
+    except SetupError as exc:
+        print(f"setup failed: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
