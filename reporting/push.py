@@ -35,6 +35,9 @@ def ensure_vapid_key(path: Path) -> bool:
 @functools.cache
 def load_vapid(path: str) -> Vapid:
     """The VAPID signing key (read once per process)."""
+    if not Path(path).is_file():
+        # py_vapid would quietly create a new key here: a key nobody's browser knows.
+        raise FileNotFoundError(path)
     return Vapid.from_file(path)
 
 

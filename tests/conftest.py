@@ -27,6 +27,7 @@ from reporting.demo import DEMO_PASSWORD, seed_demo
 from reporting.migrate import upgrade
 from reporting.models import Base
 from reporting.policy import ensure_default_policy
+from reporting.push import ensure_vapid_key
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 IS_CI = os.environ.get("CI", "").lower() == "true"
@@ -102,8 +103,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
+    key = tmp_path / "vapid_private.pem"
+    ensure_vapid_key(key)
     return Settings(database_url=database_url, secret_key="test-secret", env="demo",
-                    instance_path=tmp_path)
+                    instance_path=tmp_path, vapid_private_key_file=key)
 
 
 @pytest.fixture

@@ -376,3 +376,12 @@ def test_worker_command_runs_one_pass(client, app, nurse, push_service):
     assert result.exit_code == 0, result.output
     assert "sent 1" in result.output
     assert len(push_service.received(subscription)) == 1
+
+
+def test_vapid_key_endpoint_says_when_push_is_not_set_up(settings, tmp_path):
+    app = create_app(replace(settings, vapid_private_key_file=tmp_path / "absent.pem"))
+    response = app.test_client().get("/api/v1/push/vapid-public-key",
+                                     headers=bearer(app, "officer@besik.example"))
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "push_unavailable"
+    app.extensions["besik.db"].dispose()

@@ -227,7 +227,12 @@ def _settings() -> Settings:
 @allow(SIGNED_IN)
 def vapid_public_key() -> Any:
     """The application server key to subscribe with."""
-    return jsonify(publicKey=push.public_key_b64(str(_settings().vapid_private_key_file)))
+    try:
+        key = push.public_key_b64(str(_settings().vapid_private_key_file))
+    except FileNotFoundError:
+        raise ApiError(503, "push_unavailable",
+                       _l("Notifications are not set up on this server yet.")) from None
+    return jsonify(publicKey=key)
 
 
 @bp.get("/push/subscriptions")

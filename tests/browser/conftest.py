@@ -33,6 +33,7 @@ from werkzeug.wsgi import get_input_stream
 from reporting import create_app
 from reporting.config import Settings
 from reporting.demo import DEMO_PASSWORD
+from reporting.push import ensure_vapid_key
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -206,8 +207,10 @@ def live_server(sqlite_template: Path, tmp_path: Path) -> Iterator[LiveServer]:
     """Besik served over real HTTP from a copy of the seeded SQLite template (demo mode)."""
     target = tmp_path / "besik.db"
     shutil.copyfile(sqlite_template, target)
+    ensure_vapid_key(tmp_path / "vapid_private.pem")
     settings = Settings(database_url=f"sqlite:///{target}", secret_key="test-secret",
-                        env="demo", instance_path=tmp_path)
+                        env="demo", instance_path=tmp_path,
+                        vapid_private_key_file=tmp_path / "vapid_private.pem")
     app = create_app(settings)
     faults = FaultInjector(app)
     server: BaseWSGIServer = make_server("127.0.0.1", 0, faults, threaded=True,
