@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 MAX_BODY_BYTES = 4096
+MAX_HOLD_SECONDS = 60
 """Largest encrypted body a push service accepts (RFC 8030 §7.2); larger gets 413."""
 
 MAX_JWT_LIFETIME_SECONDS = 24 * 60 * 60
@@ -310,6 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             body = self.rfile.read(int(length))
             answer = self.server.push_service._process(self.path, headers, body)
+        self.server.push_service._released.wait(MAX_HOLD_SECONDS)  # a hung push service
         self._write(answer)
 
     def _write(self, answer: _Answer) -> None:
@@ -345,6 +347,9 @@ class PushService:
 
     def __init__(self, vapid_public_key: str | None = None) -> None:
         self._lock = threading.Condition()
+        # While held, answers wait (after the request is recorded): a hung push service.
+        self._released = threading.Event()
+        self._released.set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._subscriptions: dict[str, Subscription] = {}
@@ -372,6 +377,7 @@ class PushService:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._released.set()  # never leave a held answer hanging
         if self._server is None or self._thread is None:
             return
         self._server.shutdown()
@@ -409,6 +415,14 @@ class PushService:
         load_p256_public_key(raw)
         with self._lock:
             self._expected_key = raw
+
+    def hold(self) -> None:
+        """Record requests but keep their answers back until release() (a hung service)."""
+        self._released.clear()
+
+    def release(self) -> None:
+        """Answer everything held, and answer at once from now on."""
+        self._released.set()
 
     def answer(
         self, subscription: Subscription, *statuses: int, retry_after: int | None = None

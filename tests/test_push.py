@@ -385,3 +385,38 @@ def test_vapid_key_endpoint_says_when_push_is_not_set_up(settings, tmp_path):
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "push_unavailable"
     app.extensions["besik.db"].dispose()
+
+
+def test_a_worker_process_killed_mid_batch_has_its_claims_sent_after_the_lease(
+        client, app, nurse, push_service, push_settings):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    subscription = subscribe(client, app, "officer@besik.example", push_service)
+    reports = [file(client, nurse) for _ in range(3)]
+    push_service.hold()  # the first send hangs: the worker is mid-batch
+    env = {**os.environ, "BESIK_ENV": "demo", "SECRET_KEY": "test",
+           "DATABASE_URL": push_settings.database_url,
+           "VAPID_PRIVATE_KEY_FILE": str(push_settings.vapid_private_key_file),
+           "PUSH_ALLOWED_HOSTS": push_service.host, "WORKER_POLL_SECONDS": "0.2"}
+    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not push_service.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert push_service.requests, "the worker process never sent"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    push_service.release()
+    claimed = deliveries(app)
+    assert all(d.status == "pending" and d.lease_owner for d in claimed)  # held by the dead
+    now = datetime.now(UTC)
+    assert worker(app, "w2").run_once(now).sent == 0  # its lease still holds
+    assert worker(app, "w2").run_once(now + LEASE + timedelta(seconds=1)).sent == 3
+    got = {p.payload["notice_id"] for p in push_service.received(subscription)}
+    assert got == {r["notices"][0]["id"] for r in reports}
+    assert {d.status for d in deliveries(app)} == {"sent"}
