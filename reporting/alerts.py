@@ -55,12 +55,19 @@ def subscriptions_of(session: Session, user_ids: Iterable[int]) -> list[PushSubs
                                 .where(PushSubscription.user_id.in_(ids))))
 
 
+def deliveries_for(subscriptions: Iterable[PushSubscription], notice: Notice | None, kind: str,
+                   now: datetime) -> list[PushDelivery]:
+    """One delivery per subscription (not yet added to any session)."""
+    return [PushDelivery(subscription_id=s.id, user_id=s.user_id, notice=notice,
+                         notice_id=notice.id if notice else None, kind=kind, status="pending",
+                         attempts=0, next_attempt_at=now, created_at=now)
+            for s in subscriptions]
+
+
 def queue(session: Session, subscriptions: Iterable[PushSubscription], notice: Notice | None,
           kind: str, now: datetime) -> list[PushDelivery]:
     """One delivery row per subscription, in the caller's transaction (the worker sends)."""
-    rows = [PushDelivery(subscription_id=s.id, user_id=s.user_id, notice=notice, kind=kind,
-                         status="pending", attempts=0, next_attempt_at=now, created_at=now)
-            for s in subscriptions]
+    rows = deliveries_for(subscriptions, notice, kind, now)
     session.add_all(rows)
     return rows
 

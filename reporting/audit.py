@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from .models import AuditEntry, AuditHead, utcnow
@@ -52,22 +52,25 @@ def record(session: Session, tag: str, *, actor_id: int | None, subject: str | N
 def record_all(session: Session, entries: list[Entry], *,
                now: datetime | None = None) -> list[AuditEntry]:
     """Append entries in order under one lock of the chain's head; flushes, never commits."""
+    session.flush()  # pending changes first: the entries describe them
     # Locking the head row serialises appenders until commit: the chain cannot fork.
-    head = session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    seq, prev = session.execute(select(AuditHead.seq, AuditHead.hash)
+                                .where(AuditHead.id == 1).with_for_update()).one()
     at = (now or utcnow()).astimezone(UTC)
     rows = []
     for entry in entries:
         payload = json.loads(canonical_json(entry.data))
-        seq = head.seq + 1
-        digest = entry_hash(head.hash, _body(seq, at, entry.actor_id, entry.tag, entry.subject,
-                                             payload))
-        rows.append(AuditEntry(seq=seq, at=at, actor_id=entry.actor_id, tag=entry.tag,
-                               subject=entry.subject, data=payload, prev_hash=head.hash,
-                               hash=digest))
-        head.seq, head.hash = seq, digest
-    session.add_all(rows)
-    session.flush()
-    return rows
+        seq += 1
+        digest = entry_hash(prev, _body(seq, at, entry.actor_id, entry.tag, entry.subject,
+                                        payload))
+        rows.append({"seq": seq, "at": at, "actor_id": entry.actor_id, "tag": entry.tag,
+                     "subject": entry.subject, "data": payload, "prev_hash": prev,
+                     "hash": digest})
+        prev = digest
+    # Plain multi-row INSERT and one UPDATE: appending runs inside the write lock.
+    session.execute(insert(AuditEntry), rows)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev))
+    return [AuditEntry(**row) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -104,10 +104,10 @@ def init_login(app: Flask) -> None:
         token = bearer_token(req)
         if token is None:
             return None
-        row = get_session().scalars(
-            select(ApiToken).where(ApiToken.token_hash == token_digest(token),
-                                   ApiToken.revoked_at.is_(None))).first()
-        return row.user if row is not None and row.user.is_active else None
+        return get_session().scalars(
+            select(User).join(ApiToken, ApiToken.user_id == User.id)
+            .where(ApiToken.token_hash == token_digest(token), ApiToken.revoked_at.is_(None),
+                   User.is_active.is_(True))).first()
 
     @manager.unauthorized_handler
     def _unauthorized() -> Any:

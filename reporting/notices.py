@@ -61,17 +61,18 @@ def open_notices(report: Report, routes: list[tuple[Agency, bool]], rules: dict[
     """One notice per route, with its deadlines, attached to `report` (not yet added)."""
     notices = []
     for agency, is_fallback in routes:
-        notice = Notice(id=new_uuid(), report=report, agency=agency, is_fallback=is_fallback,
-                        sent_at=now, ack_due_at=due_at(now, rules["acknowledge_notice"].duration,
-                                                       calendar))
+        notice = Notice(id=new_uuid(), report=report, report_id=report.id, agency=agency,
+                        agency_id=agency.id, is_fallback=is_fallback, sent_at=now,
+                        ack_due_at=due_at(now, rules["acknowledge_notice"].duration, calendar),
+                        escalation_level=0)
         for rule in rules.values():
             if rule.starts_on is not Event.NOTICE_SENT:
                 continue
             if rule.name == "examine_child" and agency.kind is not AgencyKind.GUARDIANSHIP:
                 continue
-            Deadline(report=report, notice=notice, rule=rule.name,
-                     due_at=due_at(now, rule.duration, calendar), basis=rule.basis,
-                     is_basis_verified=rule.is_basis_verified)
+            Deadline(report=report, report_id=report.id, notice=notice, notice_id=notice.id,
+                     rule=rule.name, due_at=due_at(now, rule.duration, calendar),
+                     basis=rule.basis, is_basis_verified=rule.is_basis_verified)
         notices.append(notice)
     return notices
 
