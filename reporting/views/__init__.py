@@ -5,10 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flask import abort
+from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
+from ..access import visible_reports
 from ..db import begin_write, get_session
-from ..models import User
+from ..models import Notice, Report, User
+from ..notices import notice_for_officer
 from ..reports import Filed, already_filed, file_report, plan_filing
 
 
@@ -31,3 +35,13 @@ def file_and_commit(reporter: User, cleaned: dict[str, Any], now: datetime) -> F
         filed = file_report(session, plan, cleaned, now=now)
         session.commit()
     return filed
+
+
+def officers_report_and_notice(report_id: str) -> tuple[Report, Notice]:
+    """The report (in the officer's scope, else 404) and its notice to the officer's agency."""
+    session = get_session()
+    report = session.scalars(visible_reports(current_user).where(Report.id == report_id)).first()
+    notice = notice_for_officer(session, report, current_user) if report else None
+    if report is None or notice is None:
+        abort(404)
+    return report, notice

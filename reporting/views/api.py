@@ -24,7 +24,6 @@ from ..notices import (
     AckTokenError,
     acknowledge,
     acknowledge_with_token,
-    notice_for_officer,
     record_action,
 )
 from ..openapi import openapi_document
@@ -32,7 +31,7 @@ from ..present import iso, notice_json, report_json
 from ..references import MAX_RESERVE
 from ..reports import FilingError, clean_report
 from ..schema import Choice, DateTimeField, IntField, Obj, Str
-from . import file_and_commit
+from . import file_and_commit, officers_report_and_notice
 
 bp = Blueprint("api", __name__)
 
@@ -294,22 +293,12 @@ ACTION_SCHEMA = Obj({"action": Choice(ACTIONS, required=True), "note": Str(max_l
 TOKEN_SCHEMA = Obj({"token": Str(max_length=100, required=True)})
 
 
-def _officers_notice(report_id: str) -> tuple[Report, Notice]:
-    """The report (in scope, else 404) and the notice to the officer's agency."""
-    session = get_session()
-    report = session.scalars(visible_reports(current_user).where(Report.id == report_id)).first()
-    notice = notice_for_officer(session, report, current_user) if report else None
-    if report is None or notice is None:
-        abort(404)
-    return report, notice
-
-
 @bp.post("/reports/<report_id>/acknowledge")
 @allow(Role.OFFICER)
 def acknowledge_report(report_id: str) -> Any:
     """Acknowledge the agency's notice; a repeat returns the first acknowledgement."""
     note = validated(NOTE_SCHEMA).get("note") if request.content_length else None
-    _, notice = _officers_notice(report_id)
+    _, notice = officers_report_and_notice(report_id)
     session, now = get_session(), utcnow()
     begin_write(session)
     acknowledge(session, notice, current_user, channel="api", now=now, note=note)
@@ -322,7 +311,7 @@ def acknowledge_report(report_id: str) -> Any:
 def record_report_action(report_id: str) -> Any:
     """Record what the officer did; it meets the matching deadline."""
     data = validated(ACTION_SCHEMA)
-    report, notice = _officers_notice(report_id)
+    report, notice = officers_report_and_notice(report_id)
     session, now = get_session(), utcnow()
     begin_write(session)
     row = record_action(session, report, notice, current_user, data["action"],

@@ -8,18 +8,18 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from ..access import PUBLIC, allow, token_authenticated, visible_reports
+from ..access import PUBLIC, allow, token_authenticated
 from ..db import begin_write, get_session
-from ..models import Notice, Report, Role, utcnow
+from ..models import Notice, Role, utcnow
 from ..notices import (
     ACTIONS,
     AckTokenError,
     acknowledge,
     acknowledge_with_token,
-    notice_for_officer,
     record_action,
 )
 from ..present import notice_state
+from . import officers_report_and_notice
 
 bp = Blueprint("officer", __name__)
 
@@ -55,20 +55,11 @@ def acknowledge_from_inbox(notice_id: str) -> Any:
     return redirect(url_for("officer.inbox"), 303)
 
 
-def _officers_report_notice(report_id: str) -> tuple[Report, Notice]:
-    session = get_session()
-    report = session.scalars(visible_reports(current_user).where(Report.id == report_id)).first()
-    notice = notice_for_officer(session, report, current_user) if report else None
-    if report is None or notice is None:
-        abort(404)
-    return report, notice
-
-
 @bp.post("/reports/<report_id>/acknowledge")
 @allow(Role.OFFICER)
 def acknowledge_from_report(report_id: str) -> Any:
     """The report page's Acknowledge button."""
-    _, notice = _officers_report_notice(report_id)
+    _, notice = officers_report_and_notice(report_id)
     session = get_session()
     begin_write(session)
     acknowledge(session, notice, current_user, channel="report_page", now=utcnow())
@@ -80,7 +71,7 @@ def acknowledge_from_report(report_id: str) -> Any:
 @allow(Role.OFFICER)
 def action_from_report(report_id: str) -> Any:
     """Record an action from the report page."""
-    report, notice = _officers_report_notice(report_id)
+    report, notice = officers_report_and_notice(report_id)
     action = request.form.get("action", "")
     if action not in ACTIONS:
         abort(422)
