@@ -257,7 +257,6 @@
     // At most every 5 minutes per phone, across page loads.
     var last = parseInt(localStorage.getItem("besik-heartbeat-at") || "0", 10);
     if (Date.now() - last < HEARTBEAT_MS) return Promise.resolve();
-    localStorage.setItem("besik-heartbeat-at", String(Date.now()));
     var device = localStorage.getItem("besik-device");
     if (!device) { device = crypto.randomUUID(); localStorage.setItem("besik-device", device); }
     return outbox.depth().then(function (d) {
@@ -265,6 +264,9 @@
         method: "POST", credentials: "same-origin", redirect: "error",
         headers: { "Content-Type": "application/json", "X-CSRFToken": token },
         body: JSON.stringify({ device_id: device, outbox_depth: d.depth, oldest_unsent_at: d.oldest })
+      }).then(function (response) {
+        // Only a heartbeat the server received counts: a page left mid-request sends again.
+        if (response.ok) localStorage.setItem("besik-heartbeat-at", String(Date.now()));
       });
     });
   }

@@ -302,7 +302,11 @@ def test_phone_reports_its_outbox_and_shows_the_acknowledgement(live_server, pag
         if live_server.count("POST", "/api/v1/devices/heartbeat", 204):
             break
         page.wait_for_timeout(100)
-    assert live_server.count("POST", "/api/v1/devices/heartbeat", 204) == 1
+    beats = live_server.count("POST", "/api/v1/devices/heartbeat", 204)
+    assert beats >= 1
+    page.reload()  # within 5 minutes of a heartbeat the server received: no other
+    page.wait_for_timeout(1500)
+    assert live_server.count("POST", "/api/v1/devices/heartbeat", 204) == beats
     fill_and_send(page)
     item = outbox_items(page).first
     expect(item).to_have_attribute("data-outbox-status", "sent", timeout=10_000)
