@@ -272,8 +272,16 @@
   }
 
   var syncing = null;
+  var syncAgain = false;
   function sync() {
-    if (syncing) return syncing;
+    if (navigator.serviceWorker && "SyncManager" in window) {
+      navigator.serviceWorker.ready.then(function (reg) { return reg.sync.register("besik-outbox"); }).catch(function () {});
+    }
+    if (syncing) {
+      // A report saved while a sync runs must not wait for the next trigger: go once more.
+      syncAgain = true;
+      return syncing;
+    }
     // A user action, a page load or the network coming back: try now, whatever the backoff.
     syncing = outbox.flush({ force: true }).then(function () {
       return outbox.session();
@@ -281,10 +289,11 @@
       if (!auth) return;
       return Promise.all([outbox.topUpReferences(me.facility, auth.csrf_token), heartbeat(auth.csrf_token), refreshRecent()]);
     }).catch(function () { /* offline or server down: the outbox keeps everything */ })
-      .then(function () { syncing = null; return render(); });
-    if (navigator.serviceWorker && navigator.serviceWorker.ready && "SyncManager" in window) {
-      navigator.serviceWorker.ready.then(function (reg) { return reg.sync.register("besik-outbox"); }).catch(function () {});
-    }
+      .then(function () {
+        syncing = null;
+        if (syncAgain) { syncAgain = false; return sync(); }
+        return render();
+      });
     return syncing;
   }
 

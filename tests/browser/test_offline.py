@@ -342,3 +342,14 @@ def test_repeat_visit_offline_serves_the_whole_shell_from_the_phone(live_server,
     assert any(url.endswith("/static/js/app.js") for url, _ in shell)
     assert not [url for url in failed if "/api/" not in url]
     assert len(live_server.requests) == before
+
+
+def test_report_saved_while_a_sync_is_running_is_still_sent_at_once(live_server, page):
+    open_form(page, live_server)
+    live_server.faults.delay_next("GET", "/api/v1/reports", seconds=3)
+    page.reload()  # the page-load sync now waits on its recent-reports request
+    until(page, "() => navigator.serviceWorker.controller !== null")
+    fill_and_send(page)
+    expect(outbox_items(page).first).to_have_attribute("data-outbox-status", "sent",
+                                                      timeout=6_000)
+    assert stored(live_server) == 1
