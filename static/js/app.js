@@ -225,8 +225,8 @@
       var link = el("a", { href: "/reports/" + report.id }, report.reference);
       li.appendChild(link);
       li.appendChild(el("span", {}, " — " + (T["state_" + report.state] || report.state)));
-      var ack = (report.notices || []).filter(function (n) { return n.acknowledged_at; })[0];
-      if (ack) li.appendChild(el("p", {}, fill(T.acknowledged, { agency: ack.agency.name, time: clock.format(new Date(ack.acknowledged_at)) })));
+      var ack = outbox.acknowledgement(report);
+      if (ack) li.appendChild(el("p", {}, fill(T.acknowledged, { agency: ack.agency, time: clock.format(new Date(ack.at)) })));
       list.appendChild(li);
     });
     document.getElementById("recent-section").hidden = reports.length === 0;
@@ -243,10 +243,9 @@
         page.items.forEach(function (r) { byId[r.id] = r; });
         return outbox.all().then(function (items) {
           return Promise.all(items.filter(function (i) { return i.status === "sent" && byId[i.id]; }).map(function (item) {
-            var report = byId[item.id];
-            var ack = (report.notices || []).filter(function (n) { return n.acknowledged_at; })[0];
+            var ack = outbox.acknowledgement(byId[item.id]);
             if (!ack || item.acknowledged) return null;
-            item.acknowledged = { agency: ack.agency.name, at: ack.acknowledged_at };
+            item.acknowledged = ack;
             return outbox.put(item);
           }));
         });

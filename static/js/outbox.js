@@ -246,6 +246,7 @@
   scope.BesikOutbox = {
     all: all, save: save, put: put, flush: flush, unsent: unsent, depth: depth,
     session: session, takeReference: takeReference, topUpReferences: topUpReferences,
+    acknowledgement: acknowledgement,
     channel: channel, onchange: null
   };
 })(self);
