@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -53,6 +53,25 @@ def subscriptions_of(session: Session, user_ids: Iterable[int]) -> list[PushSubs
         return []
     return list(session.scalars(select(PushSubscription)
                                 .where(PushSubscription.user_id.in_(ids))))
+
+
+# Every device of the active officers of some agencies (built once; run per filing).
+_OFFICER_DEVICES = (
+    select(User.agency_id, PushSubscription).join(User, User.id == PushSubscription.user_id)
+    .where(User.agency_id.in_(bindparam("agency_ids", expanding=True)),
+           User.role == Role.OFFICER, User.is_active.is_(True))
+    .order_by(PushSubscription.id))
+
+
+def officer_devices(session: Session, agency_ids: Iterable[int]
+                    ) -> dict[int, list[PushSubscription]]:
+    """Each agency's officers' devices, by agency id (an agency without any maps to [])."""
+    devices: dict[int, list[PushSubscription]] = {agency_id: [] for agency_id in agency_ids}
+    if devices:
+        for agency_id, subscription in session.execute(
+                _OFFICER_DEVICES, {"agency_ids": list(devices)}):
+            devices[cast(int, agency_id)].append(subscription)  # the WHERE admits no None
+    return devices
 
 
 def deliveries_for(subscriptions: Iterable[PushSubscription], notice: Notice | None, kind: str,

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from .models import AuditEntry, AuditHead, utcnow
+from .models import AuditEntry, AuditHead, table_of, utcnow
 
 GENESIS = "0" * 64
 
@@ -31,6 +31,13 @@ def _body(seq: int, at: datetime, actor_id: int | None, tag: str, subject: str |
           data: dict[str, Any]) -> dict[str, Any]:
     return {"seq": seq, "at": at.isoformat(), "actor_id": actor_id, "tag": tag,
             "subject": subject, "data": data}
+
+
+# Locking the head row serialises appenders until commit: the chain cannot fork.
+_LOCK_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+_APPEND = insert(table_of(AuditEntry))
+_MOVE_HEAD = (update(table_of(AuditHead)).where(table_of(AuditHead).c.id == 1)
+              .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
 
 
 @dataclass(frozen=True)
@@ -53,9 +60,7 @@ def record_all(session: Session, entries: list[Entry], *,
                now: datetime | None = None) -> list[AuditEntry]:
     """Append entries in order under one lock of the chain's head; flushes, never commits."""
     session.flush()  # pending changes first: the entries describe them
-    # Locking the head row serialises appenders until commit: the chain cannot fork.
-    seq, prev = session.execute(select(AuditHead.seq, AuditHead.hash)
-                                .where(AuditHead.id == 1).with_for_update()).one()
+    seq, prev = session.execute(_LOCK_HEAD).one()
     at = (now or utcnow()).astimezone(UTC)
     rows = []
     for entry in entries:
@@ -67,9 +72,10 @@ def record_all(session: Session, entries: list[Entry], *,
                      "subject": entry.subject, "data": payload, "prev_hash": prev,
                      "hash": digest})
         prev = digest
-    # Plain multi-row INSERT and one UPDATE: appending runs inside the write lock.
-    session.execute(insert(AuditEntry), rows)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev))
+    # Plain Core INSERT and UPDATE, built once: appending runs inside the write lock.
+    connection = session.connection()
+    connection.execute(_APPEND, rows)
+    connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
     return [AuditEntry(**row) for row in rows]
 
 

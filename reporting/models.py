@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -69,6 +70,11 @@ text_opt = Annotated[str | None, mapped_column(Text, nullable=True)]
 class Base(DeclarativeBase):
     type_annotation_map: dict[Any, Any] = {str: String(255), dict[str, Any]: JSON,
                                            list[str]: JSON}
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for the Core statements of hot paths (no ORM overhead)."""
+    return Base.metadata.tables[model.__tablename__]
 
 
 class Role(enum.StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -29,20 +29,21 @@ from .models import (
 )
 from .policy import load_calendar, rules_of
 
+# The district's agencies of a kind first, then the region's (built once; run per filing).
+_AGENCIES_FOR = select(Agency).where(
+    Agency.kind == bindparam("kind"),
+    or_(Agency.district_id == bindparam("district_id"),
+        and_(Agency.district_id.is_(None), Agency.region_id == bindparam("region_id"))),
+).order_by(Agency.district_id.is_(None), Agency.id).limit(1)
+
 
 def _agency_for(session: Session, kind: AgencyKind,
                 district: District) -> tuple[Agency, bool] | None:
     """The district's agency of this kind, else the region's (a fallback: a config gap)."""
-    candidates = session.scalars(
-        select(Agency).where(
-            Agency.kind == kind,
-            or_(Agency.district_id == district.id,
-                and_(Agency.district_id.is_(None), Agency.region_id == district.region_id)),
-        ).order_by(Agency.district_id.is_(None), Agency.id)
-    ).all()
-    if not candidates:
+    chosen = session.scalars(_AGENCIES_FOR, {"kind": kind, "district_id": district.id,
+                                             "region_id": district.region_id}).first()
+    if chosen is None:
         return None
-    chosen = candidates[0]
     # Police commonly serve a whole region: that is their jurisdiction, not a gap.
     is_fallback = kind is AgencyKind.GUARDIANSHIP and chosen.district_id is None
     return chosen, is_fallback

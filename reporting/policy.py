@@ -47,10 +47,14 @@ def ensure_default_policy(session: Session, now: datetime) -> PolicyVersion:
     return version
 
 
+# Statements read on every filing are built once: building one costs more than running it.
+_LATEST = select(PolicyVersion).order_by(PolicyVersion.id.desc()).limit(1)
+_OVERRIDES = select(CalendarOverride.day, CalendarOverride.is_working_day)
+
+
 def latest_version(session: Session) -> PolicyVersion | None:
     """The policy version in force, if any."""
-    return session.scalars(select(PolicyVersion).order_by(PolicyVersion.id.desc())
-                           .limit(1)).first()
+    return session.scalars(_LATEST).first()
 
 
 def rules_of(version: PolicyVersion) -> dict[str, Rule]:
@@ -91,5 +95,4 @@ def set_rule_duration(session: Session, name: str, duration_text: str, *,
 
 def load_calendar(session: Session) -> Calendar:
     """The Kazakhstan calendar with the admins' overrides."""
-    rows = session.scalars(select(CalendarOverride)).all()
-    return Calendar(overrides={row.day: row.is_working_day for row in rows})
+    return Calendar(overrides={day: is_working for day, is_working in session.execute(_OVERRIDES)})

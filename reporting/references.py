@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import Insert, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from . import audit
 from .deadlines import to_local
-from .models import Facility, ReferenceCounter, ReservedReference, User
+from .models import Facility, ReferenceCounter, ReservedReference, User, table_of
 
 # Long enough for a clinic that is offline for weeks; phones top up while online.
 RESERVATION_TTL = timedelta(days=30)
@@ -20,15 +21,24 @@ MAX_RESERVE = 10
 def next_reference(session: Session, region_code: str, now: datetime) -> str:
     """Allocate the next reference with one atomic upsert: no read-then-write race."""
     year = to_local(now).year
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    upsert = insert(ReferenceCounter).values(region_code=region_code, year=year, last_value=1)
-    stmt = upsert.on_conflict_do_update(
-        index_elements=["region_code", "year"],
-        set_={"last_value": ReferenceCounter.last_value + 1},
-    ).returning(ReferenceCounter.last_value)
-    number = session.execute(stmt).scalar_one()
+    upsert = _counter_upsert(session.get_bind().dialect.name)
+    number = session.connection().execute(upsert, {"region": region_code, "year": year}
+                                          ).scalar_one()
     return f"{region_code}-{year}-{number:06d}"
+
+
+@functools.cache
+def _counter_upsert(dialect: str) -> Insert:
+    # Built once per dialect, on the table (Core): building and keying a statement, and the
+    # ORM's bulk machinery, cost more than running it.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    counters = table_of(ReferenceCounter)
+    upsert = insert(counters).values(region_code=bindparam("region"), year=bindparam("year"),
+                                     last_value=1)
+    return upsert.on_conflict_do_update(
+        index_elements=["region_code", "year"],
+        set_={"last_value": counters.c.last_value + 1},
+    ).returning(counters.c.last_value)
 
 
 def reserve(session: Session, user: User, facility: Facility, count: int,

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import insert, select
+from sqlalchemy import Insert, bindparam, insert, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, joinedload
 
@@ -18,6 +18,7 @@ from .iin import iin_warnings
 from .models import (
     Agency,
     AgencyKind,
+    Base,
     Deadline,
     District,
     Facility,
@@ -26,6 +27,7 @@ from .models import (
     Report,
     ReportState,
     User,
+    table_of,
 )
 from .notices import notice_audit_entries, open_notices, routes_for
 from .policy import current_rules, load_calendar
@@ -159,39 +161,45 @@ class FilingPlan:
     subscribers: dict[int, list[PushSubscription]]
 
 
+_FACILITY = (select(Facility).where(Facility.id == bindparam("facility_id"))
+             .options(joinedload(Facility.district).joinedload(District.region)))
+
+
 def plan_filing(session: Session, reporter: User, cleaned: dict[str, Any]) -> FilingPlan:
     """Read the facility, the policy in force, the calendar and the routes (no writes)."""
-    facility = session.scalars(
-        select(Facility).where(Facility.id == reporter.facility_id)
-        .options(joinedload(Facility.district).joinedload(District.region))).first()
+    facility = session.scalars(_FACILITY, {"facility_id": reporter.facility_id}).first()
     if facility is None:
         raise FilingError(_l("Your account belongs to no facility."))
     version, rules = current_rules(session)
     routes = routes_for(session, facility, has_risk=bool(cleaned.get("risk_flags")))
-    subscribers = {agency.id: alerts.subscriptions_of(
-        session, (u.id for u in alerts.agency_officers(session, agency.id)))
-        for agency, _ in routes}
+    subscribers = alerts.officer_devices(session, (agency.id for agency, _ in routes))
     return FilingPlan(reporter=reporter, facility=facility,
                       region_code=facility.district.region.code, version=version, rules=rules,
                       calendar=load_calendar(session), routes=routes, subscribers=subscribers)
 
 
+_REPORTS = table_of(Report)
+_STORED = (select(_REPORTS.c.content_hash, _REPORTS.c.reporter_id)
+           .where(_REPORTS.c.id == bindparam("report_id")))
+
+
 def already_filed(session: Session, reporter: User, cleaned: dict[str, Any]) -> Report | None:
     """The stored report with this id when it is the same content; 409 when it is not."""
-    existing = session.get(Report, cleaned["id"])
-    if existing is None:
+    stored = session.connection().execute(_STORED, {"report_id": cleaned["id"]}).first()
+    if stored is None:
         return None
-    if existing.content_hash != content_hash(cleaned) or existing.reporter_id != reporter.id:
+    if stored.content_hash != content_hash(cleaned) or stored.reporter_id != reporter.id:
         raise ReportIdConflict(_l("A different report was already filed with this id."))
-    return existing
+    return session.get(Report, cleaned["id"])
 
 
 def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
-                now: datetime) -> Filed:
-    """Store a validated report, route it and start its deadlines; flushes, never commits."""
-    existing = already_filed(session, plan.reporter, cleaned)
-    if existing is not None:
-        return Filed(existing, is_new=False)
+                now: datetime) -> Report:
+    """Store a new report, route it and start its deadlines; flushes, never commits.
+
+    The caller has found the id new (already_filed); if another request stored it since,
+    the INSERT raises IntegrityError.
+    """
     reference = cleaned.get("reference")
     if reference is None:
         reference = next_reference(session, plan.region_code, now)
@@ -230,7 +238,7 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
         data={"reference": report.reference, "facility": plan.facility.code,
               "discovered_at": report.discovered_at, "filed_at": report.filed_at,
               "received_at": report.received_at, "policy_version": plan.version.id})], now=now)
-    return Filed(report, is_new=True)
+    return report
 
 
 def _start_report_deadlines(report: Report, rules: dict[str, Rule], calendar: Calendar, *,
@@ -248,21 +256,38 @@ def _start_report_deadlines(report: Report, rules: dict[str, Rule], calendar: Ca
                  met_at=met_at, basis=rule.basis, is_basis_verified=rule.is_basis_verified)
 
 
-def insert_new(session: Session, objects: list[Any]) -> None:
-    """Write new objects with one multi-row INSERT per table, parents first.
+def insert_new(session: Session, objects: list[Base]) -> None:
+    """Write new objects with one INSERT per table and column set, parents first.
 
     Filing runs inside SQLite's write lock, where the ORM's unit of work costs more than the
-    SQL itself. The objects stay in memory (transient) for the response.
+    SQL itself: these are Core INSERTs of prebuilt statements. The objects stay in memory
+    (transient) for the response.
     """
-    batches: dict[tuple[type, frozenset[str]], list[dict[str, Any]]] = {}
+    batches: dict[tuple[Insert, frozenset[str]], list[dict[str, Any]]] = {}
     for obj in objects:
-        row: dict[str, Any] = {}
-        for attr in sa_inspect(type(obj)).column_attrs:
+        statement, columns = _insertable(type(obj))
+        row = {}
+        for attr, key, skip_none in columns:
+            value = getattr(obj, attr)
+            if value is not None or not skip_none:
+                row[key] = value
+        batches.setdefault((statement, frozenset(row)), []).append(row)
+    connection = session.connection()
+    for (statement, _), rows in batches.items():
+        connection.execute(statement, rows)
+
+
+_INSERTABLE: dict[type[Base], tuple[Insert, list[tuple[str, str, bool]]]] = {}
+
+
+def _insertable(model: type[Base]) -> tuple[Insert, list[tuple[str, str, bool]]]:
+    """A model's INSERT and its (attribute, column, left to the database when None) list."""
+    if model not in _INSERTABLE:
+        columns = []
+        for attr in sa_inspect(model).column_attrs:
             column = attr.columns[0]
-            value = getattr(obj, attr.key)
-            if value is None and (column.primary_key or column.default is not None):
-                continue  # let the database or the column default fill it in
-            row[attr.key] = value
-        batches.setdefault((type(obj), frozenset(row)), []).append(row)
-    for (model, _), rows in batches.items():
-        session.execute(insert(model), rows)
+            # None means "let the database or the column default fill it in".
+            skip_none = column.primary_key or column.default is not None
+            columns.append((attr.key, column.key, skip_none))
+        _INSERTABLE[model] = insert(table_of(model)), columns
+    return _INSERTABLE[model]

@@ -25,16 +25,17 @@ def file_and_commit(reporter: User, cleaned: dict[str, Any], now: datetime) -> F
     plan = plan_filing(session, reporter, cleaned)
     begin_write(session)
     try:
-        filed = file_report(session, plan, cleaned, now=now)
+        report = file_report(session, plan, cleaned, now=now)
         session.commit()
     except IntegrityError:
         # The same id arrived twice at once (a phone's sync and online replays racing):
-        # the loser starts over and finds the winner's report.
+        # the loser finds the winner's report.
         session.rollback()
-        begin_write(session)
-        filed = file_report(session, plan, cleaned, now=now)
-        session.commit()
-    return filed
+        existing = already_filed(session, reporter, cleaned)
+        if existing is None:
+            raise
+        return Filed(existing, is_new=False)
+    return Filed(report, is_new=True)
 
 
 def officers_report_and_notice(report_id: str) -> tuple[Report, Notice]:
