@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from reporting.config import Settings
 from reporting.models import AuditEntry, Report
+from tests.conftest import report_body
 
 PER_PROCESS = 200
 
@@ -78,3 +81,47 @@ def _file_one(settings: Settings, token_header: dict[str, str], body: dict) -> i
                                     headers=token_header).status_code
     app.extensions["besik.db"].dispose()
     return status
+
+
+def test_a_duplicate_that_passed_the_check_while_the_first_was_writing_gets_the_first(
+        app, nurse):
+    """Requests that found the id new, then waited for the write lock, answer 200, not 500.
+
+    The test files the report itself and holds its write transaction open while four
+    requests with the same id check it (not yet visible) and queue for the lock; each must
+    then fail its INSERT and answer with the stored report.
+    """
+    from reporting.models import User
+    from reporting.reports import clean_report, file_report, plan_filing
+
+    body = report_body()
+    database = app.extensions["besik.db"]
+    collisions: list[BaseException] = []
+
+    @event.listens_for(database.engine, "handle_error")
+    def _seen(context) -> None:
+        if isinstance(context.original_exception, Exception) and "UNIQUE" in str(
+                context.original_exception).upper():
+            collisions.append(context.original_exception)
+
+    def post(results: list[int]) -> None:
+        results.append(app.test_client().post("/api/v1/reports", json=body,
+                                              headers=nurse).status_code)
+
+    statuses: list[int] = []
+    threads = [threading.Thread(target=post, args=(statuses,)) for _ in range(4)]
+    now = datetime.now(UTC)
+    with app.app_context(), database.transaction() as session:
+        reporter = session.scalars(select(User).where(
+            User.email == "nurse@besik.example")).one()
+        cleaned = clean_report(body, now)
+        report = file_report(session, plan_filing(session, reporter, cleaned), cleaned, now=now)
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # each request checks the id (not yet committed) and waits
+    for thread in threads:
+        thread.join(timeout=30)
+    assert statuses == [200] * 4
+    assert len(collisions) == 4
+    with database.transaction() as session:
+        assert session.scalars(select(Report.reference)).all() == [report.reference]
