@@ -1,10 +1,12 @@
 """Filing throughput against the health check, over real HTTP to gunicorn.
 
-Sets up a scratch database (init-db, seed-demo, create-token), starts gunicorn with sync
-workers, then drives `POST /api/v1/reports` and `GET /healthz` at the same time from this
-process and prints requests, req/s and p50/p99 latency for each, their ratio and the goals.
-Latencies and rates cover the measured window only; errors (any status other than 201 for
-filing and 200 for the health check, or a failed connection) are counted over the whole run.
+Sets up a scratch database (init-db, seed-demo, create-token), starts what the Procfile
+runs (gunicorn with sync workers, and the worker process, which also checkpoints SQLite's
+WAL off the request path), then drives `POST /api/v1/reports` and `GET /healthz` at the
+same time from this process and prints requests, req/s and p50/p99 latency for each,
+their ratio and the goals. Latencies and rates cover the measured window only; errors (any
+status other than 201 for filing and 200 for the health check, or a failed connection) are
+counted over the whole run.
 
 Run from the repository root:
 
@@ -106,6 +108,15 @@ def wait_healthy(server: subprocess.Popen[bytes], port: int, timeout: float = 30
     raise SetupError(f"/healthz did not answer 200 within {timeout:.0f} s")
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def filing_request(token: str) -> Request:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
@@ -200,6 +211,8 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             [str(BIN / "gunicorn"), "--worker-class", "sync", "--workers", str(args.workers),
              "--bind", f"{HOST}:{port}", "app:app"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen([str(BIN / "flask"), "--app", "app", "worker"],
+                                  cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         try:
             wait_healthy(server, port)
@@ -212,12 +225,8 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
               f"{args.warmup:g} s warm-up, {args.seconds:g} s measured")
         filing, health = measure(port, token, args.threads, args.warmup, args.seconds)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        for process in (server, worker):
+            stop_process(process)
     report(filing, health, args.seconds)
     return 1 if filing.errors or health.errors else 0
 

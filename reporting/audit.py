@@ -34,9 +34,10 @@ def _body(seq: int, at: datetime, actor_id: int | None, tag: str, subject: str |
 
 
 # Locking the head row serialises appenders until commit: the chain cannot fork.
-_LOCK_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+_HEAD = table_of(AuditHead)
+_LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
 _APPEND = insert(table_of(AuditEntry))
-_MOVE_HEAD = (update(table_of(AuditHead)).where(table_of(AuditHead).c.id == 1)
+_MOVE_HEAD = (update(_HEAD).where(_HEAD.c.id == 1)
               .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
 
 
@@ -60,7 +61,8 @@ def record_all(session: Session, entries: list[Entry], *,
                now: datetime | None = None) -> list[AuditEntry]:
     """Append entries in order under one lock of the chain's head; flushes, never commits."""
     session.flush()  # pending changes first: the entries describe them
-    seq, prev = session.execute(_LOCK_HEAD).one()
+    connection = session.connection()
+    seq, prev = connection.execute(_LOCK_HEAD).one()
     at = (now or utcnow()).astimezone(UTC)
     rows = []
     for entry in entries:
@@ -72,8 +74,7 @@ def record_all(session: Session, entries: list[Entry], *,
                      "subject": entry.subject, "data": payload, "prev_hash": prev,
                      "hash": digest})
         prev = digest
-    # Plain Core INSERT and UPDATE, built once: appending runs inside the write lock.
-    connection = session.connection()
+    # Plain Core statements, built once: appending runs inside the write lock.
     connection.execute(_APPEND, rows)
     connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
     return [AuditEntry(**row) for row in rows]

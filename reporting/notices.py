@@ -16,8 +16,6 @@ from .models import (
     Agency,
     AgencyKind,
     Deadline,
-    District,
-    Facility,
     Notice,
     PolicyVersion,
     PushDelivery,
@@ -37,11 +35,11 @@ _AGENCIES_FOR = select(Agency).where(
 ).order_by(Agency.district_id.is_(None), Agency.id).limit(1)
 
 
-def _agency_for(session: Session, kind: AgencyKind,
-                district: District) -> tuple[Agency, bool] | None:
+def _agency_for(session: Session, kind: AgencyKind, district_id: int,
+                region_id: int) -> tuple[Agency, bool] | None:
     """The district's agency of this kind, else the region's (a fallback: a config gap)."""
-    chosen = session.scalars(_AGENCIES_FOR, {"kind": kind, "district_id": district.id,
-                                             "region_id": district.region_id}).first()
+    chosen = session.scalars(_AGENCIES_FOR, {"kind": kind, "district_id": district_id,
+                                             "region_id": region_id}).first()
     if chosen is None:
         return None
     # Police commonly serve a whole region: that is their jurisdiction, not a gap.
@@ -49,11 +47,11 @@ def _agency_for(session: Session, kind: AgencyKind,
     return chosen, is_fallback
 
 
-def routes_for(session: Session, facility: Facility, *, has_risk: bool
+def routes_for(session: Session, district_id: int, region_id: int, *, has_risk: bool
                ) -> list[tuple[Agency, bool]]:
-    """The (agency, is_fallback) pairs a report from `facility` goes to."""
+    """The (agency, is_fallback) pairs a report from a facility in this district goes to."""
     kinds = [AgencyKind.GUARDIANSHIP] + ([AgencyKind.POLICE] if has_risk else [])
-    found = (_agency_for(session, kind, facility.district) for kind in kinds)
+    found = (_agency_for(session, kind, district_id, region_id) for kind in kinds)
     return [route for route in found if route is not None]
 
 

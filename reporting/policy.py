@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .deadlines import DEFAULT_POLICY, Calendar, Duration, Event, Rule
-from .models import CalendarOverride, PolicyVersion
+from .models import CalendarOverride, PolicyVersion, table_of
 
 
 class PolicyError(ValueError):
@@ -49,7 +49,9 @@ def ensure_default_policy(session: Session, now: datetime) -> PolicyVersion:
 
 # Statements read on every filing are built once: building one costs more than running it.
 _LATEST = select(PolicyVersion).order_by(PolicyVersion.id.desc()).limit(1)
-_OVERRIDES = select(CalendarOverride.day, CalendarOverride.is_working_day)
+_VERSIONS, _CALENDAR = table_of(PolicyVersion), table_of(CalendarOverride)
+_LATEST_RULES = select(_VERSIONS.c.id, _VERSIONS.c.rules).order_by(_VERSIONS.c.id.desc()).limit(1)
+_OVERRIDES = select(_CALENDAR.c.day, _CALENDAR.c.is_working_day)
 
 
 def latest_version(session: Session) -> PolicyVersion | None:
@@ -59,7 +61,11 @@ def latest_version(session: Session) -> PolicyVersion | None:
 
 def rules_of(version: PolicyVersion) -> dict[str, Rule]:
     """The rules of a version by name."""
-    return {d["name"]: rule_from_dict(d) for d in version.rules}
+    return _by_name(version.rules)
+
+
+def _by_name(stored: list[dict[str, Any]]) -> dict[str, Rule]:
+    return {d["name"]: rule_from_dict(d) for d in stored}
 
 
 def current_rules(session: Session) -> tuple[PolicyVersion, dict[str, Rule]]:
@@ -68,6 +74,14 @@ def current_rules(session: Session) -> tuple[PolicyVersion, dict[str, Rule]]:
     if version is None:
         raise RuntimeError("no deadline policy: run 'flask --app app init-db'")
     return version, rules_of(version)
+
+
+def rules_in_force(session: Session) -> tuple[int, dict[str, Rule]]:
+    """The id and rules of the version in force, read without the ORM (filing reads it)."""
+    row = session.connection().execute(_LATEST_RULES).first()
+    if row is None:
+        raise RuntimeError("no deadline policy: run 'flask --app app init-db'")
+    return row.id, _by_name(row.rules)
 
 
 def set_rule_duration(session: Session, name: str, duration_text: str, *,
@@ -95,4 +109,5 @@ def set_rule_duration(session: Session, name: str, duration_text: str, *,
 
 def load_calendar(session: Session) -> Calendar:
     """The Kazakhstan calendar with the admins' overrides."""
-    return Calendar(overrides={day: is_working for day, is_working in session.execute(_OVERRIDES)})
+    rows = session.connection().execute(_OVERRIDES)
+    return Calendar(overrides={day: is_working for day, is_working in rows})

@@ -10,7 +10,7 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Insert, bindparam, insert, select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from . import alerts, audit
 from .deadlines import Calendar, Event, Rule, due_at, reporting_time
@@ -22,15 +22,15 @@ from .models import (
     Deadline,
     District,
     Facility,
-    PolicyVersion,
     PushSubscription,
+    Region,
     Report,
     ReportState,
     User,
     table_of,
 )
 from .notices import notice_audit_entries, open_notices, routes_for
-from .policy import current_rules, load_calendar
+from .policy import load_calendar, rules_in_force
 from .references import claim, next_reference
 from .schema import (
     Choice,
@@ -153,7 +153,7 @@ class FilingPlan:
     reporter: User
     facility: Facility
     region_code: str
-    version: PolicyVersion
+    version_id: int
     rules: dict[str, Rule]
     calendar: Calendar
     routes: list[tuple[Agency, bool]]
@@ -161,20 +161,24 @@ class FilingPlan:
     subscribers: dict[int, list[PushSubscription]]
 
 
-_FACILITY = (select(Facility).where(Facility.id == bindparam("facility_id"))
-             .options(joinedload(Facility.district).joinedload(District.region)))
+_FACILITY = (select(Facility, District.region_id, Region.code)
+             .join(District, District.id == Facility.district_id)
+             .join(Region, Region.id == District.region_id)
+             .where(Facility.id == bindparam("facility_id")))
 
 
 def plan_filing(session: Session, reporter: User, cleaned: dict[str, Any]) -> FilingPlan:
     """Read the facility, the policy in force, the calendar and the routes (no writes)."""
-    facility = session.scalars(_FACILITY, {"facility_id": reporter.facility_id}).first()
-    if facility is None:
+    found = session.execute(_FACILITY, {"facility_id": reporter.facility_id}).first()
+    if found is None:
         raise FilingError(_l("Your account belongs to no facility."))
-    version, rules = current_rules(session)
-    routes = routes_for(session, facility, has_risk=bool(cleaned.get("risk_flags")))
+    facility, region_id, region_code = found
+    version_id, rules = rules_in_force(session)
+    routes = routes_for(session, facility.district_id, region_id,
+                        has_risk=bool(cleaned.get("risk_flags")))
     subscribers = alerts.officer_devices(session, (agency.id for agency, _ in routes))
     return FilingPlan(reporter=reporter, facility=facility,
-                      region_code=facility.district.region.code, version=version, rules=rules,
+                      region_code=region_code, version_id=version_id, rules=rules,
                       calendar=load_calendar(session), routes=routes, subscribers=subscribers)
 
 
@@ -197,8 +201,8 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
                 now: datetime) -> Report:
     """Store a new report, route it and start its deadlines; flushes, never commits.
 
-    The caller has found the id new (already_filed); if another request stored it since,
-    the INSERT raises IntegrityError.
+    The caller has found the id new (already_filed). If another request stored it since,
+    the INSERT raises IntegrityError, or claiming its reserved reference ReportInvalid.
     """
     reference = cleaned.get("reference")
     if reference is None:
@@ -213,7 +217,7 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
         id=cleaned["id"],
         reference=reference,
         facility=plan.facility, facility_id=plan.facility.id, reporter=plan.reporter,
-        reporter_id=plan.reporter.id, policy_version_id=plan.version.id,
+        reporter_id=plan.reporter.id, policy_version_id=plan.version_id,
         state=ReportState.OPEN,
         circumstance=cleaned["circumstance"], discovered_at=cleaned["discovered_at"],
         filed_at=filed_at, received_at=now,
@@ -237,7 +241,7 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
         "report:filed", actor_id=plan.reporter.id, subject=f"report:{report.id}",
         data={"reference": report.reference, "facility": plan.facility.code,
               "discovered_at": report.discovered_at, "filed_at": report.filed_at,
-              "received_at": report.received_at, "policy_version": plan.version.id})], now=now)
+              "received_at": report.received_at, "policy_version": plan.version_id})], now=now)
     return report
 
 

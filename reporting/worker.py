@@ -68,6 +68,7 @@ class Worker:
             started = time.monotonic()
             try:
                 self.run_once()
+                self.db.checkpoint()  # keeps WAL checkpoints (and their fsync) off requests
             except Exception:  # keep alerting: one bad pass must not stop the worker
                 log.exception("worker pass failed")
             time.sleep(max(0.0, poll_seconds - (time.monotonic() - started)))

@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import event, func, select
 
 from reporting.config import Settings
@@ -83,25 +84,31 @@ def _file_one(settings: Settings, token_header: dict[str, str], body: dict) -> i
     return status
 
 
+@pytest.mark.parametrize("reserved", [False, True], ids=["assigned", "reserved"])
 def test_a_duplicate_that_passed_the_check_while_the_first_was_writing_gets_the_first(
-        app, nurse):
-    """Requests that found the id new, then waited for the write lock, answer 200, not 500.
+        app, nurse, reserved):
+    """Requests that found the id new, then waited for the write lock, answer 200.
 
     The test files the report itself and holds its write transaction open while four
-    requests with the same id check it (not yet visible) and queue for the lock; each must
-    then fail its INSERT and answer with the stored report.
+    requests with the same id check it (not yet visible) and queue for the lock. Each must
+    then fail its INSERT on the id, or its claim on the reserved reference, and answer with
+    the stored report: never 500, and never a 422 that would make the phone resend the
+    report without its reference (which the server would then refuse as a different one).
     """
     from reporting.models import User
     from reporting.reports import clean_report, file_report, plan_filing
 
     body = report_body()
+    if reserved:
+        reply = app.test_client().post("/api/v1/references/reserve", json={"count": 1},
+                                       headers=nurse)
+        body["reference"] = reply.get_json()["references"][0]
     database = app.extensions["besik.db"]
     collisions: list[BaseException] = []
 
     @event.listens_for(database.engine, "handle_error")
     def _seen(context) -> None:
-        if isinstance(context.original_exception, Exception) and "UNIQUE" in str(
-                context.original_exception).upper():
+        if "UNIQUE" in str(context.original_exception).upper():
             collisions.append(context.original_exception)
 
     def post(results: list[int]) -> None:
@@ -122,6 +129,7 @@ def test_a_duplicate_that_passed_the_check_while_the_first_was_writing_gets_the_
     for thread in threads:
         thread.join(timeout=30)
     assert statuses == [200] * 4
-    assert len(collisions) == 4
+    # With a reserved reference, the claim fails before any INSERT is tried.
+    assert len(collisions) == (0 if reserved else 4)
     with database.transaction() as session:
         assert session.scalars(select(Report.reference)).all() == [report.reference]

@@ -13,7 +13,7 @@ from ..access import visible_reports
 from ..db import begin_write, get_session
 from ..models import Notice, Report, User
 from ..notices import notice_for_officer
-from ..reports import Filed, already_filed, file_report, plan_filing
+from ..reports import Filed, ReportInvalid, already_filed, file_report, plan_filing
 
 
 def file_and_commit(reporter: User, cleaned: dict[str, Any], now: datetime) -> Filed:
@@ -27,9 +27,10 @@ def file_and_commit(reporter: User, cleaned: dict[str, Any], now: datetime) -> F
     try:
         report = file_report(session, plan, cleaned, now=now)
         session.commit()
-    except IntegrityError:
-        # The same id arrived twice at once (a phone's sync and online replays racing):
-        # the loser finds the winner's report.
+    except (IntegrityError, ReportInvalid):
+        # The same report arrived twice at once (a phone's sync and online replays racing):
+        # the loser's INSERT fails on the id, or its claim on the reserved reference the
+        # winner just used. Either way the loser answers with the winner's report.
         session.rollback()
         existing = already_filed(session, reporter, cleaned)
         if existing is None:

@@ -74,7 +74,8 @@ def _outbox_context(facility: Facility | None) -> dict[str, Any]:
     _, rules = current_rules(session)
     duration = rules["report_to_guardianship"].duration
     context: dict[str, Any] = {"deadline_seconds": exact_seconds(duration)}
-    routes = routes_for(session, facility, has_risk=False) if facility else []
+    routes = (routes_for(session, facility.district_id, facility.district.region_id,
+                         has_risk=False) if facility else [])
     if routes:
         agency = routes[0][0]
         context |= {"agency_name": agency.name, "agency_phone": agency.phone}
