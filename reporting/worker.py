@@ -49,7 +49,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
 
     def run_once(self, now: datetime | None = None) -> PassResult:
-        """Escalate, remind, then deliver everything that is due."""
+        """Escalate, remind, deliver everything that is due, then checkpoint SQLite's WAL."""
         result = PassResult()
         with self.db.transaction() as session:
             result.escalated = alerts.escalate_due(session, now or utcnow())
@@ -59,7 +59,9 @@ class Worker:
             for delivery_id in claimed:
                 self._deliver(delivery_id, result)
             if len(claimed) < BATCH:
-                return result
+                break
+        self.db.checkpoint()  # keeps WAL checkpoints (and their fsync) off requests
+        return result
 
     def run_forever(self, poll_seconds: float) -> None:
         """Poll until killed; a new notice is picked up within one poll interval."""
@@ -68,7 +70,6 @@ class Worker:
             started = time.monotonic()
             try:
                 self.run_once()
-                self.db.checkpoint()  # keeps WAL checkpoints (and their fsync) off requests
             except Exception:  # keep alerting: one bad pass must not stop the worker
                 log.exception("worker pass failed")
             time.sleep(max(0.0, poll_seconds - (time.monotonic() - started)))
