@@ -1,5 +1,11 @@
 """The WSGI and flask target: `gunicorn app:app`, `flask --app app ...`."""
 
+import gc
+
 from reporting import create_app
 
 app = create_app()
+# Everything loaded so far lives as long as the process: move it out of the cyclic garbage
+# collector's sight. A full collection then scans only what requests create (16 ms instead
+# of 113 ms measured here, a pause that landed on a request, sometimes inside the write lock).
+gc.freeze()

@@ -233,7 +233,10 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int,
+                        default=int(os.environ.get("WEB_CONCURRENCY", "3")),
+                        help="gunicorn sync workers (default: as the Procfile, "
+                             "$WEB_CONCURRENCY or 3)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured duration")
     parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded lead-in")
     parser.add_argument("--threads", type=int, default=8,
