@@ -128,8 +128,8 @@ def policy() -> None:
 def policy_show() -> None:
     """Print the rules in force: rule, duration, basis, verified."""
     with get_db().transaction() as session:
-        version, rules = current_rules(session)
-    click.echo(f"# policy version {version.id}")
+        version_id, rules = current_rules(session)
+    click.echo(f"# policy version {version_id}")
     for rule in rules.values():
         verified = "verified" if rule.is_basis_verified else "UNVERIFIED"
         click.echo(f"{rule.name}\t{rule.duration}\t{rule.basis}\t{verified}")

@@ -68,15 +68,7 @@ def _by_name(stored: list[dict[str, Any]]) -> dict[str, Rule]:
     return {d["name"]: rule_from_dict(d) for d in stored}
 
 
-def current_rules(session: Session) -> tuple[PolicyVersion, dict[str, Rule]]:
-    """The version in force and its rules; the database must have been initialised."""
-    version = latest_version(session)
-    if version is None:
-        raise RuntimeError("no deadline policy: run 'flask --app app init-db'")
-    return version, rules_of(version)
-
-
-def rules_in_force(session: Session) -> tuple[int, dict[str, Rule]]:
+def current_rules(session: Session) -> tuple[int, dict[str, Rule]]:
     """The id and rules of the version in force, read without the ORM (filing reads it)."""
     row = session.connection().execute(_LATEST_RULES).first()
     if row is None:
@@ -87,7 +79,7 @@ def rules_in_force(session: Session) -> tuple[int, dict[str, Rule]]:
 def set_rule_duration(session: Session, name: str, duration_text: str, *,
                       actor_id: int | None, now: datetime) -> PolicyVersion:
     """Change one rule's duration by adding a policy version; audited."""
-    version, rules = current_rules(session)
+    version_id, rules = current_rules(session)
     if name not in rules:
         raise PolicyError(f"unknown rule {name!r}; rules: {', '.join(rules)}")
     try:
@@ -103,7 +95,7 @@ def set_rule_duration(session: Session, name: str, duration_text: str, *,
     session.flush()
     audit.record(session, "policy:changed", actor_id=actor_id, subject=f"policy:{new.id}",
                  data={"rule": name, "from": str(old), "to": str(duration),
-                       "previous_version": version.id}, now=now)
+                       "previous_version": version_id}, now=now)
     return new
 
 

@@ -30,7 +30,7 @@ from .models import (
     table_of,
 )
 from .notices import notice_audit_entries, open_notices, routes_for
-from .policy import load_calendar, rules_in_force
+from .policy import current_rules, load_calendar
 from .references import claim, next_reference
 from .schema import (
     Choice,
@@ -173,7 +173,7 @@ def plan_filing(session: Session, reporter: User, cleaned: dict[str, Any]) -> Fi
     if found is None:
         raise FilingError(_l("Your account belongs to no facility."))
     facility, region_id, region_code = found
-    version_id, rules = rules_in_force(session)
+    version_id, rules = current_rules(session)
     routes = routes_for(session, facility.district_id, region_id,
                         has_risk=bool(cleaned.get("risk_flags")))
     subscribers = alerts.officer_devices(session, (agency.id for agency, _ in routes))
