@@ -6,20 +6,19 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, current_app, request, session
+from flask import Flask, request, session
 from flask_babel import Babel, get_locale
 from flask_login import current_user
-from flask_wtf.csrf import CSRFProtect
 
-from . import access, labels
-from .auth import bearer_token, init_login
+from . import labels
+from .access import init_access
+from .auth import init_login
 from .config import REPO_ROOT, Settings
 from .db import Database, close_session
 from .deadlines import to_local
 from .errors import init_errors
 
 LOCALES = ("kk", "ru", "en")
-csrf = CSRFProtect()
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -100,15 +99,6 @@ def _local_time(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return to_local(moment).strftime(fmt) if moment is not None else ""
 
 
-def _check_csrf() -> None:
-    # Bearer-token callers are not browsers: no ambient cookie, so no CSRF to fear.
-    if request.method in ("GET", "HEAD", "OPTIONS") or bearer_token(request) is not None:
-        return
-    if access.is_token_authenticated(current_app, request.endpoint):
-        return
-    csrf.protect()
-
-
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; worker-src 'self'; manifest-src 'self'; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -127,9 +117,7 @@ def _security_headers(response: Any) -> Any:
 
 
 def _init_security(app: Flask) -> None:
-    csrf.init_app(app)
-    app.before_request(access.gate)
-    app.before_request(_check_csrf)
+    init_access(app)
     app.after_request(_security_headers)
 
 

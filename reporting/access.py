@@ -1,15 +1,19 @@
-"""Deny by default: every endpoint declares who may use it; records outside scope are 404."""
+"""Who may do what: every endpoint declares it (deny by default), CSRF for cookie callers,
+and the scope of records (outside it: 404)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, abort, current_app, request
+from flask import Flask, current_app, request
 from flask_login import current_user
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import Select, exists, select
 
+from .errors import ForbiddenError
 from .models import District, Facility, Notice, Report, Role, User
+from .tokens import bearer_token
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -19,6 +23,7 @@ ACCESS_ATTR = "besik_access"
 TOKEN_ATTR = "besik_token_authenticated"  # noqa: S105 - an attribute name
 # Flask's own static file route carries no personal data.
 PUBLIC_ENDPOINTS = frozenset({"static"})
+csrf = CSRFProtect()
 
 
 def allow(*roles: Role | str) -> Callable[[F], F]:
@@ -67,14 +72,31 @@ def gate() -> Any:
         return None  # 404/405 from routing itself
     declared = declared_access(current_app, request.endpoint)
     if declared is None:
-        abort(403)
+        raise ForbiddenError()
     if PUBLIC in declared:
         return None
     if not current_user.is_authenticated:
         return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
     if not is_allowed(declared, current_user):
-        abort(403)
+        raise ForbiddenError()
     return None
+
+
+def check_csrf() -> None:
+    """before_request, after the gate: cookie-authenticated unsafe requests need the token."""
+    # Bearer-token callers are not browsers: no ambient cookie, so no CSRF to fear.
+    if request.method in ("GET", "HEAD", "OPTIONS") or bearer_token(request) is not None:
+        return
+    if is_token_authenticated(current_app, request.endpoint):
+        return
+    csrf.protect()
+
+
+def init_access(app: Flask) -> None:
+    """The gate, then CSRF, before every request."""
+    csrf.init_app(app)
+    app.before_request(gate)
+    app.before_request(check_csrf)
 
 
 def visible_reports(user: User) -> Select[Report]:

@@ -4,39 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
-from flask_babel import force_locale
-from flask_babel import gettext as _
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
-from .deadlines import to_local
-from .labels import CIRCUMSTANCES, label
-from .models import (
-    AgencyKind,
-    Deadline,
-    Notice,
-    PushDelivery,
-    PushSubscription,
-    Role,
-    User,
-)
-from .present import iso
+from .models import Deadline, Notice, PushDelivery, PushSubscription, Role, User
+from .vocabulary import DeliveryKind, DeliveryStatus
 
 # Reminders for an acknowledged notice come this long before examine_child falls due.
 EXAMINE_REMINDER_LEAD = timedelta(hours=4)
 
 
-def agency_officers(session: Session, agency_id: int, *, heads_only: bool = False
-                    ) -> list[User]:
-    """Active officers of an agency (or only its heads)."""
-    query = select(User).where(User.agency_id == agency_id, User.role == Role.OFFICER,
-                               User.is_active.is_(True))
-    if heads_only:
-        query = query.where(User.is_head.is_(True))
-    return list(session.scalars(query))
+def agency_officers(session: Session, agency_id: int) -> list[User]:
+    """Active officers of an agency."""
+    return list(session.scalars(select(User).where(
+        User.agency_id == agency_id, User.role == Role.OFFICER, User.is_active.is_(True))))
 
 
 def region_admins(session: Session, region_id: int) -> list[User]:
@@ -74,25 +58,26 @@ def officer_devices(session: Session, agency_ids: Iterable[int]
     return devices
 
 
-def deliveries_for(subscriptions: Iterable[PushSubscription], notice: Notice | None, kind: str,
-                   now: datetime) -> list[PushDelivery]:
+def deliveries_for(subscriptions: Iterable[PushSubscription], notice: Notice | None,
+                   kind: DeliveryKind, now: datetime) -> list[PushDelivery]:
     """One delivery per subscription (not yet added to any session)."""
     return [PushDelivery(subscription_id=s.id, user_id=s.user_id, notice=notice,
-                         notice_id=notice.id if notice else None, kind=kind, status="pending",
+                         notice_id=notice.id if notice else None, kind=kind.value,
+                         status=DeliveryStatus.PENDING.value,
                          attempts=0, next_attempt_at=now, created_at=now)
             for s in subscriptions]
 
 
 def queue(session: Session, subscriptions: Iterable[PushSubscription], notice: Notice | None,
-          kind: str, now: datetime) -> list[PushDelivery]:
+          kind: DeliveryKind, now: datetime) -> list[PushDelivery]:
     """One delivery row per subscription, in the caller's transaction (the worker sends)."""
     rows = deliveries_for(subscriptions, notice, kind, now)
     session.add_all(rows)
     return rows
 
 
-def queue_for_users(session: Session, users: Iterable[User], notice: Notice | None, kind: str,
-                    now: datetime) -> list[PushDelivery]:
+def queue_for_users(session: Session, users: Iterable[User], notice: Notice | None,
+                    kind: DeliveryKind, now: datetime) -> list[PushDelivery]:
     """Queue a message to every device of these users."""
     return queue(session, subscriptions_of(session, (u.id for u in users)), notice, kind, now)
 
@@ -125,9 +110,9 @@ def escalate_due(session: Session, now: datetime) -> int:
             alerted = [u for u in officers if u.is_head]
         else:
             alerted = region_admins(session, notice.agency.region_id)
-        queue_for_users(session, alerted, notice, "escalation", now)
-        queue_for_users(session, [u for u in officers if u not in alerted], notice, "reminder",
-                        now)
+        queue_for_users(session, alerted, notice, DeliveryKind.ESCALATION, now)
+        queue_for_users(session, [u for u in officers if u not in alerted], notice,
+                        DeliveryKind.REMINDER, now)
         audit.record(session, "notice:escalated", actor_id=None,
                      subject=f"notice:{notice.id}",
                      data={"level": level, "alerted": sorted(u.id for u in alerted)}, now=now)
@@ -151,50 +136,9 @@ def remind_examination(session: Session, now: datetime) -> int:
         if not claimed.rowcount:  # type: ignore[attr-defined]
             continue
         queue_for_users(session, agency_officers(session, notice.agency_id), notice,
-                        "reminder", now)
+                        DeliveryKind.REMINDER, now)
         audit.record(session, "notice:reminded", actor_id=None, subject=f"notice:{notice.id}",
                      data={"rule": "examine_child"}, now=now)
         reminded += 1
     session.flush()
     return reminded
-
-
-def payload(delivery: PushDelivery, token: str | None, locale: str | None) -> dict[str, Any]:
-    """The push message (CONTRACT §7), in the recipient's language; no names, no IINs."""
-    with force_locale(locale or "en"):
-        notice = delivery.notice
-        if notice is None:
-            return {"type": "test", "notice_id": None, "report_id": None, "reference": None,
-                    "title": _("Besik test notification"),
-                    "body": _("Notifications work on this device."), "url": "/inbox",
-                    "ack_due_at": None, "ack_token": None}
-        report = notice.report
-        due = _local_hhmm(notice.ack_due_at)
-        what = label(CIRCUMSTANCES, report.circumstance)
-        if delivery.kind == "escalation":
-            title = _("Not acknowledged: %(ref)s", ref=report.reference)
-            body = _("%(agency)s has not acknowledged this report (due %(time)s).",
-                     agency=notice.agency.name, time=due)
-        elif delivery.kind == "reminder" and notice.acknowledged_at is not None:
-            title = _("Reminder: examine the child, %(ref)s", ref=report.reference)
-            body = _("The examination deadline is near.")
-        elif delivery.kind == "reminder":
-            title = _("Reminder: acknowledge %(ref)s", ref=report.reference)
-            body = _("Acknowledge by %(time)s.", time=due)
-        else:
-            title = (_("Police: new report %(ref)s", ref=report.reference)
-                     if notice.agency.kind is AgencyKind.POLICE
-                     else _("New report %(ref)s", ref=report.reference))
-            body = _("%(facility)s: %(what)s. Acknowledge by %(time)s.",
-                     facility=report.facility.name, what=what, time=due)
-        return {"type": "notice" if delivery.kind == "notice" else delivery.kind,
-                "labels": {"acknowledge": _("Acknowledge"), "open": _("Open"),
-                           "acknowledged": _("Acknowledged")},
-                "notice_id": notice.id, "report_id": report.id,
-                "reference": report.reference, "title": title, "body": body,
-                "url": f"/reports/{report.id}", "ack_due_at": iso(notice.ack_due_at),
-                "ack_token": token}
-
-
-def _local_hhmm(moment: datetime) -> str:
-    return to_local(moment).strftime("%H:%M")

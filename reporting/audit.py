@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from .models import AuditEntry, AuditHead, table_of, utcnow
+from . import clock
+from .models import AuditEntry, AuditHead, table_of
 
 GENESIS = "0" * 64
 
@@ -63,7 +64,7 @@ def record_all(session: Session, entries: list[Entry], *,
     session.flush()  # pending changes first: the entries describe them
     connection = session.connection()
     seq, prev = connection.execute(_LOCK_HEAD).one()
-    at = (now or utcnow()).astimezone(UTC)
+    at = (now or clock.now()).astimezone(UTC)
     rows = []
     for entry in entries:
         payload = json.loads(canonical_json(entry.data))
@@ -90,11 +91,16 @@ class Verification:
 
 
 def verify(session: Session, batch: int = 5000) -> Verification:
-    """Recompute every link; report the first entry that does not match."""
+    """Recompute every link up to the head as it was when the walk began (entries appended
+    meanwhile are left for the next walk); report the first entry that does not match."""
+    head = session.get(AuditHead, 1)
+    end = head.seq if head is not None else None
     prev, count, last_seq = GENESIS, 0, 0
     while True:
-        rows = session.scalars(select(AuditEntry).where(AuditEntry.seq > last_seq)
-                               .order_by(AuditEntry.seq).limit(batch)).all()
+        query = select(AuditEntry).where(AuditEntry.seq > last_seq)
+        if end is not None:
+            query = query.where(AuditEntry.seq <= end)
+        rows = session.scalars(query.order_by(AuditEntry.seq).limit(batch)).all()
         if not rows:
             break
         for entry in rows:
@@ -107,7 +113,6 @@ def verify(session: Session, batch: int = 5000) -> Verification:
             if entry_hash(prev, body) != entry.hash:
                 return Verification(False, count, prev, entry.seq, "content changed")
             prev, count, last_seq = entry.hash, count + 1, entry.seq
-    head = session.get(AuditHead, 1)
     if head is not None and (head.seq != last_seq or head.hash != prev):
         return Verification(False, count, prev, last_seq + 1, "entries missing at the end")
     return Verification(True, count, prev)

@@ -12,13 +12,14 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, demo
-from .auth import create_token, hash_password
-from .db import get_db
+from . import audit, clock, demo
+from .db import get_db, reading, writing
 from .migrate import upgrade
-from .models import Agency, Facility, Region, Role, User, utcnow
+from .models import Agency, Facility, Region, Role, User
+from .passwords import hash_password
 from .policy import PolicyError, current_rules, ensure_default_policy, set_rule_duration
 from .push import ensure_vapid_key, public_key_b64
+from .tokens import create_token
 from .worker import Worker
 
 T = TypeVar("T", Facility, Agency, Region)
@@ -37,8 +38,8 @@ def init_db() -> None:
     """Apply all migrations and install the default deadline policy (idempotent)."""
     db = get_db()
     upgrade(db.engine)
-    with db.transaction() as session:
-        ensure_default_policy(session, utcnow())
+    with writing() as session:
+        ensure_default_policy(session, clock.now())
     click.echo("database ready")
 
 
@@ -49,11 +50,11 @@ def seed_demo(if_empty: bool) -> None:
     """Load the demo data (refused outside BESIK_ENV=demo)."""
     if not current_app.config["BESIK"].is_demo:
         raise click.ClickException("seed-demo only runs with BESIK_ENV=demo")
-    with get_db().transaction() as session:
+    with writing() as session:
         if if_empty and not demo.is_empty(session):
             click.echo("database already has data: demo not loaded")
             return
-        demo.seed_demo(session, utcnow())
+        demo.seed_demo(session, clock.now())
     click.echo(f"demo data loaded; every demo user's password is {demo.DEMO_PASSWORD}")
 
 
@@ -72,11 +73,11 @@ def create_user(email: str, name: str, role: str, facility_code: str | None,
     password = sys.stdin.readline().rstrip("\n")
     if len(password) < 10:
         _bad_input("the password (read from stdin) needs at least 10 characters")
-    with get_db().transaction() as session:
+    with writing() as session:
         if session.scalar(select(User).where(User.email == email.lower())) is not None:
             _bad_input(f"a user with email {email} already exists")
         user = User(email=email.strip().lower(), name=name, role=Role(role),
-                    password_hash=hash_password(password), is_head=head, created_at=utcnow())
+                    password_hash=hash_password(password), is_head=head, created_at=clock.now())
         if role == Role.REPORTER:
             user.facility = _find(session, Facility, facility_code, "--facility")
         elif role == Role.OFFICER:
@@ -86,7 +87,7 @@ def create_user(email: str, name: str, role: str, facility_code: str | None,
         session.add(user)
         session.flush()
         audit.record(session, "user:created", actor_id=None, subject=f"user:{user.id}",
-                     data={"email": user.email, "role": role, "head": head}, now=utcnow())
+                     data={"email": user.email, "role": role, "head": head}, now=clock.now())
     click.echo(f"created {user.email}")
 
 
@@ -110,11 +111,11 @@ def _bad_input(message: str) -> NoReturn:
 @with_appcontext
 def create_token_cmd(email: str, label: str) -> None:
     """Print a new API bearer token (shown once, stored hashed)."""
-    with get_db().transaction() as session:
+    with writing() as session:
         user = session.scalar(select(User).where(User.email == email.strip().lower()))
         if user is None:
             _bad_input(f"no user with email {email}")
-        token = create_token(session, user, label, utcnow())
+        token = create_token(session, user, label, clock.now())
     click.echo(token)
 
 
@@ -127,7 +128,7 @@ def policy() -> None:
 @with_appcontext
 def policy_show() -> None:
     """Print the rules in force: rule, duration, basis, verified."""
-    with get_db().transaction() as session:
+    with reading() as session:
         version_id, rules = current_rules(session)
     click.echo(f"# policy version {version_id}")
     for rule in rules.values():
@@ -142,8 +143,8 @@ def policy_show() -> None:
 def policy_set(rule: str, duration: str) -> None:
     """Change one rule's duration (90s, 30min, 24h, 3d, 3wd); audited."""
     try:
-        with get_db().transaction() as session:
-            version = set_rule_duration(session, rule, duration, actor_id=None, now=utcnow())
+        with writing() as session:
+            version = set_rule_duration(session, rule, duration, actor_id=None, now=clock.now())
     except PolicyError as exc:
         _bad_input(str(exc))
     click.echo(f"{rule} = {duration} (policy version {version.id})")
@@ -153,7 +154,7 @@ def policy_set(rule: str, duration: str) -> None:
 @with_appcontext
 def audit_verify() -> None:
     """Check the audit hash chain."""
-    with get_db().transaction() as session:
+    with reading() as session:
         result = audit.verify(session)
     if result.is_ok:
         click.echo(f"ok {result.entries} {result.head}")

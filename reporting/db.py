@@ -1,8 +1,8 @@
 """Engine and sessions: SQLite (WAL, BEGIN IMMEDIATE for writes) or PostgreSQL.
 
-Requests read outside any write lock and open a short write transaction with begin_write()
-only for their writes: on SQLite the write lock serialises every writer, so what runs
-inside it must be brief.
+The only ways in are reading() and writing(). Requests read outside any write lock and open a
+short writing() transaction only for their writes: on SQLite the write lock serialises every
+writer, so what runs inside it must be brief. The SQLite lock protocol lives here alone.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import current_app, g
+from flask import current_app, g, has_request_context
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,7 +24,7 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # database file: ~20 ms here). Connections checkpoint themselves only past this many pages
 # (~40 MB), so the WAL stays bounded even while no worker runs.
 SQLITE_FALLBACK_CHECKPOINT_PAGES = 10_000
-WRITE = {"besik_write": True}
+_WRITE = {"besik_write": True}
 
 
 def make_engine(url: str) -> Engine:
@@ -101,28 +101,38 @@ def _tune_sqlite(engine: Engine, path: str | None) -> None:
 
 
 class Database:
-    """One engine; sessions that read, and sessions that write from their first statement."""
+    """One engine, and the only two ways into it: reading() and writing()."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
         self.engine = make_engine(url)
-        self.reader_factory = sessionmaker(bind=self.engine, expire_on_commit=False)
-        self.writer_factory = sessionmaker(bind=self.engine.execution_options(**WRITE),
-                                           expire_on_commit=False)
+        # The same pool; its connections take SQLite's write lock at BEGIN.
+        self.write_engine = self.engine.execution_options(**_WRITE)
+        self._readers = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._writers = sessionmaker(bind=self.write_engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
         """True for the embedded SQLite database."""
         return self.engine.dialect.name == "sqlite"
 
-    def session(self, *, write: bool = True) -> Session:
-        """A new session; `write` sessions take SQLite's write lock at BEGIN."""
-        return (self.writer_factory if write else self.reader_factory)()
+    def new_reader(self) -> Session:
+        """A session that only reads: on SQLite it never takes the write lock."""
+        return self._readers()
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A writing session that commits once at the end, or rolls back on error."""
-        session = self.session(write=True)
+    def reading(self) -> Iterator[Session]:
+        """A fresh read-only session, closed at the end (nothing is ever committed)."""
+        session = self._readers()
+        try:
+            yield session
+        finally:
+            session.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A write transaction (SQLite: the write lock from BEGIN): commits once at the
+        end, rolls back on any error. Load what you change inside it."""
+        session = self._writers()
         try:
             yield session
             session.commit()
@@ -149,23 +159,37 @@ def get_db() -> Database:
     return db
 
 
-def get_session() -> Session:
-    """The request's session (reading); call begin_write() before writing."""
+@contextmanager
+def reading() -> Iterator[Session]:
+    """Read. In a request: the request's session, kept until teardown so that the signed-in
+    user and the templates can load lazily; it sees every write the request made before.
+    Elsewhere (CLI): a fresh session."""
+    if not has_request_context():
+        with get_db().reading() as session:
+            yield session
+        return
     if "db_session" not in g:
-        g.db_session = get_db().session(write=False)
-    session: Session = g.db_session
-    return session
+        g.db_session = get_db().new_reader()
+    elif g.pop("db_stale", False):
+        # On SQLite a read transaction is a snapshot taken before this request's last write:
+        # start a new one (the objects loaded so far reload when next touched).
+        g.db_session.rollback()
+    yield g.db_session
 
 
-def begin_write(session: Session) -> None:
-    """End the reads so far and start a write transaction (SQLite: BEGIN IMMEDIATE)."""
-    if session.in_transaction():
-        session.commit()
-    session.connection(execution_options=WRITE)
+@contextmanager
+def writing() -> Iterator[Session]:
+    """Write, in one transaction committed at the end (or rolled back on error)."""
+    try:
+        with get_db().writing() as session:
+            yield session
+    finally:
+        if has_request_context():
+            g.db_stale = True
 
 
 def close_session(_exc: BaseException | None = None) -> None:
-    """Teardown: roll back anything uncommitted and return the connection."""
+    """Teardown: end the request's read session and return its connection."""
     session: Session | None = g.pop("db_session", None)
     if session is not None:
         session.close()

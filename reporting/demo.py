@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import audit
-from .auth import hash_password
 from .models import Agency, AgencyKind, District, Facility, Region, Role, User
+from .passwords import hash_password
 
 T = TypeVar("T", Region, District, Facility, Agency)
 DEMO_PASSWORD = "besik-demo-2026"  # noqa: S105 - the published demo password

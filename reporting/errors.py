@@ -1,75 +1,163 @@
-"""One error shape for the API: {"error": {"code", "message", "fields"}}; HTML pages elsewhere."""
+"""Refusals: the domain's <What>Errors, and the one table that turns each into HTTP.
+
+Operations raise the errors below and know nothing of HTTP. The table maps each to
+(status, code, message); the handlers answer the API with {"error": {"code", "message",
+"fields"}} and pages with the error page. Nothing else builds an error body.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Request, Response, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from .auth import wants_json
+Fields = dict[str, Any]
 
-MESSAGES: dict[int, Any] = {
-    400: _l("The request could not be read."),
-    401: _l("Sign in to continue."),
-    403: _l("You are not allowed to do this."),
-    404: _l("Not found."),
-    405: _l("This method is not allowed here."),
-    409: _l("This conflicts with what is already stored."),
-    413: _l("The request is too large."),
-    415: _l("Send JSON (Content-Type: application/json)."),
-    422: _l("The request has errors."),
-    429: _l("Too many requests: try again shortly."),
-    500: _l("Something went wrong on our side; nothing was saved."),
+
+class BesikError(Exception):
+    """A refusal the caller can act on; `fields` names what to correct."""
+
+    def __init__(self, fields: Fields | None = None) -> None:
+        super().__init__(", ".join(fields or {}))
+        self.fields: Fields = fields or {}
+
+
+class ValidationError(BesikError):
+    """Input that breaks a rule: per-field messages."""
+
+
+class ReportInvalidError(ValidationError):
+    """A report that breaks a rule of the report schema or of time."""
+
+
+class ReferenceTakenError(ReportInvalidError):
+    """A reserved reference that is not this facility's, lapsed, or was used (by a twin
+    request of the same report, when two arrive at once)."""
+
+
+class MalformedJSONError(BesikError):
+    """A body that is not JSON, or nested too deep to read."""
+
+
+class NotJSONError(BesikError):
+    """A body sent without Content-Type: application/json."""
+
+
+class NotFoundError(BesikError):
+    """Absent, or outside the caller's scope (never told apart: no existence leaks)."""
+
+
+class ForbiddenError(BesikError):
+    """The caller's role may not do this."""
+
+
+class NoFacilityError(BesikError):
+    """A reporter account that belongs to no facility cannot file or reserve."""
+
+
+class ReportIdConflictError(BesikError):
+    """The id was already used by a different report."""
+
+
+class AckTokenError(BesikError):
+    """An acknowledgement token that is unknown, used, expired or for another notice."""
+
+
+class PushUnavailableError(BesikError):
+    """The server has no VAPID key yet: nobody can subscribe."""
+
+
+class Refusal(NamedTuple):
+    status: int
+    code: str
+    message: Any
+
+
+REFUSALS: dict[type[BesikError], Refusal] = {
+    ValidationError: Refusal(422, "validation_failed", _l("The request has errors.")),
+    ReportInvalidError: Refusal(422, "validation_failed", _l("The report has errors.")),
+    MalformedJSONError: Refusal(400, "bad_request", _l("The request could not be read.")),
+    NotJSONError: Refusal(415, "unsupported_media_type",
+                          _l("Send JSON (Content-Type: application/json).")),
+    NotFoundError: Refusal(404, "not_found", _l("Not found.")),
+    ForbiddenError: Refusal(403, "forbidden", _l("You are not allowed to do this.")),
+    NoFacilityError: Refusal(403, "no_facility", _l("Your account belongs to no facility.")),
+    ReportIdConflictError: Refusal(409, "id_conflict",
+                                   _l("A different report was already filed with this id.")),
+    AckTokenError: Refusal(403, "forbidden",
+                           _l("This acknowledgement link is used, expired or not valid.")),
+    PushUnavailableError: Refusal(503, "push_unavailable",
+                                  _l("Notifications are not set up on this server yet.")),
 }
-CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed", 409: "conflict", 413: "too_large",
-         415: "unsupported_media_type", 422: "validation_failed", 429: "rate_limited",
-         500: "server_error"}
+# What the framework itself refuses (routing, body size, the access gate).
+HTTP_REFUSALS: dict[int, Refusal] = {
+    400: Refusal(400, "bad_request", _l("The request could not be read.")),
+    401: Refusal(401, "unauthorized", _l("Sign in to continue.")),
+    403: Refusal(403, "forbidden", _l("You are not allowed to do this.")),
+    404: Refusal(404, "not_found", _l("Not found.")),
+    405: Refusal(405, "method_not_allowed", _l("This method is not allowed here.")),
+    409: Refusal(409, "conflict", _l("This conflicts with what is already stored.")),
+    413: Refusal(413, "too_large", _l("The request is too large.")),
+    415: Refusal(415, "unsupported_media_type",
+                 _l("Send JSON (Content-Type: application/json).")),
+    422: Refusal(422, "validation_failed", _l("The request has errors.")),
+    429: Refusal(429, "rate_limited", _l("Too many requests: try again shortly.")),
+    500: Refusal(500, "server_error", _l("Something went wrong on our side; nothing was saved.")),
+    503: Refusal(503, "unavailable", _l("The service is unavailable: try again shortly.")),
+}
+CSRF_REFUSAL = Refusal(400, "csrf_invalid",
+                       _l("The security token is missing or expired: fetch a new one."))
 
 
-def json_error(status: int, code: str, message: Any,
-               fields: dict[str, Any] | None = None) -> tuple[Response, int]:
-    """The API's error body."""
-    body: dict[str, Any] = {"code": code, "message": str(message)}
+def refusal_of(exc: BesikError) -> Refusal:
+    """The table's row for an error (its nearest listed class)."""
+    for cls in type(exc).__mro__:
+        if cls in REFUSALS:
+            return REFUSALS[cls]
+    raise LookupError(f"{type(exc).__name__} is missing from REFUSALS")
+
+
+def wants_json(req: Request) -> bool:
+    """API and fetch() callers get JSON errors, never an HTML page or a redirect."""
+    return (req.path.startswith("/api/") or req.is_json
+            or req.accept_mimetypes.best == "application/json")
+
+
+def error_response(refusal: Refusal, fields: Fields | None = None) -> tuple[Response, int]:
+    """The API's error body and status."""
+    body: dict[str, Any] = {"code": refusal.code, "message": str(refusal.message)}
     if fields:
         body["fields"] = {k: str(v) for k, v in fields.items()}
-    return jsonify(error=body), status
+    return jsonify(error=body), refusal.status
 
 
-class ApiError(Exception):
-    """An API refusal with its status, code and per-field messages."""
-
-    def __init__(self, status: int, code: str, message: Any,
-                 fields: dict[str, Any] | None = None) -> None:
-        super().__init__(str(message))
-        self.status, self.code, self.message, self.fields = status, code, message, fields
+def _answer(refusal: Refusal, fields: Fields | None = None, page_message: Any = None) -> Any:
+    if wants_json(request):
+        return error_response(refusal, fields)
+    return render_template("error.html", status=refusal.status,
+                           message=page_message or refusal.message), refusal.status
 
 
-def _handle_api_error(exc: ApiError) -> Any:
-    return json_error(exc.status, exc.code, exc.message, exc.fields)
+def _handle_besik(exc: BesikError) -> Any:
+    return _answer(refusal_of(exc), exc.fields)
 
 
 def _handle_http(exc: HTTPException) -> Any:
     status = exc.code or 500
-    if wants_json(request):
-        return json_error(status, CODES.get(status, "error"), MESSAGES.get(status, exc.name))
-    return render_template("error.html", status=status,
-                           message=MESSAGES.get(status, exc.name)), status
+    refusal = HTTP_REFUSALS.get(status, Refusal(status, "error", exc.name))
+    return _answer(refusal)
 
 
-def _handle_csrf(exc: CSRFError) -> Any:
-    if wants_json(request):
-        return json_error(400, "csrf_invalid",
-                          _l("The security token is missing or expired: fetch a new one."))
-    return render_template("error.html", status=400,
-                           message=_l("This page expired. Go back, reload and try again.")), 400
+def _handle_csrf(_exc: CSRFError) -> Any:
+    return _answer(CSRF_REFUSAL,
+                   page_message=_l("This page expired. Go back, reload and try again."))
 
 
 def init_errors(app: Flask) -> None:
     """Register the handlers."""
-    app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(BesikError, _handle_besik)
     app.register_error_handler(CSRFError, _handle_csrf)
     app.register_error_handler(HTTPException, _handle_http)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from datetime import date
 
+from .vocabulary import Sex
+
 _LENGTH = 12
 _DIGITS = frozenset("0123456789")
 _FIRST_PASS_WEIGHTS = tuple(range(1, 12))
 _SECOND_PASS_WEIGHTS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2)
 # Digit 7 encodes century and sex; 0 and 7-9 carry no such meaning, so they are never checked.
 _CENTURY_BY_DIGIT = {1: 1800, 2: 1800, 3: 1900, 4: 1900, 5: 2000, 6: 2000}
-_SEXES = frozenset({"female", "male", "unknown"})
 
 
 class IINError(ValueError):
@@ -66,8 +67,8 @@ def _encoded_birth_date(iin: str, century: int) -> date | None:
 
 def iin_warnings(iin: str, *, birth: date | None, sex: str | None) -> list[str]:
     """Return soft mismatches between a valid IIN and the given birth date and sex."""
-    if sex is not None and sex not in _SEXES:
-        raise ValueError(f"sex must be one of {sorted(_SEXES)}, not {sex!r}")
+    if sex is not None and sex not in Sex.values():
+        raise ValueError(f"sex must be one of {list(Sex.values())}, not {sex!r}")
     normalized = validate_iin(iin)
     century_digit = int(normalized[6])
     century = _CENTURY_BY_DIGIT.get(century_digit)

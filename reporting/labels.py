@@ -1,4 +1,5 @@
-"""Human labels for stored codes, translatable (the codes themselves never change)."""
+"""Labels for the codes that are not vocabularies (rules, states, warnings), and the
+vocabularies' labels by code for templates."""
 
 from __future__ import annotations
 
@@ -6,22 +7,13 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 
-CIRCUMSTANCES: dict[str, Any] = {
-    "written_refusal": _l("Mother signed a refusal statement"),
-    "left_without_notice": _l("Mother left the facility without notice"),
-    "not_returned_after_leave": _l("Mother did not return after leave"),
-    "found_abandoned": _l("Child found or brought in"),
-    "other": _l("Other"),
-}
-SEXES: dict[str, Any] = {"female": _l("Girl"), "male": _l("Boy"), "unknown": _l("Unknown")}
-RISK_FLAGS: dict[str, Any] = {
-    "payment_suspected": _l("Payment for the child suspected"),
-    "third_party_claim": _l("A third party claims the child"),
-    "surrogacy_suspected": _l("Surrogacy suspected"),
-    "mother_minor": _l("Mother is a minor"),
-    "foreign_involvement": _l("Foreign involvement"),
-    "identity_unknown": _l("Mother's identity unknown"),
-}
+from .vocabulary import AckChannel, Circumstance, OfficerAction, RiskFlag, Sex
+
+CIRCUMSTANCES = Circumstance.labels()
+SEXES = Sex.labels()
+RISK_FLAGS = RiskFlag.labels()
+ACTIONS = OfficerAction.labels()
+CHANNELS = AckChannel.labels()
 RULES: dict[str, Any] = {
     "report_to_guardianship": _l("Report to guardianship"),
     "acknowledge_notice": _l("Acknowledge the notice"),
@@ -33,13 +25,6 @@ STATES: dict[str, Any] = {
     "pending": _l("pending"), "met": _l("met"), "met_late": _l("met late"),
     "overdue": _l("overdue"), "acknowledged": _l("acknowledged"), "open": _l("open"),
     "closed": _l("closed"),
-}
-ACTIONS: dict[str, Any] = {
-    "examined": _l("Child examined"),
-    "placed": _l("Child placed"),
-    "registered": _l("Registered in the data bank"),
-    "police_informed": _l("Police informed"),
-    "closed": _l("Case closed"),
 }
 WARNINGS: dict[str, Any] = {
     "child.iin_birth_date_mismatch": _l("The child's IIN does not match the time of birth."),

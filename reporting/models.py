@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from . import clock
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on both SQLite (which has no time zones) and PostgreSQL."""
@@ -52,11 +54,6 @@ def _enum(cls: type[enum.Enum]) -> Enum:
 def new_uuid() -> str:
     """A random UUID as text (the same form the phones send)."""
     return str(uuid.uuid4())
-
-
-def utcnow() -> datetime:
-    """The current time, UTC-aware."""
-    return datetime.now(UTC)
 
 
 intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
@@ -150,7 +147,7 @@ class User(Base):
     is_head: Mapped[bool] = mapped_column(Boolean, default=False)
     locale: Mapped[str | None] = mapped_column(String(8))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[utc] = mapped_column(default=utcnow)
+    created_at: Mapped[utc] = mapped_column(default=clock.now)
     facility: Mapped[Facility | None] = relationship()
     agency: Mapped[Agency | None] = relationship()
     region: Mapped[Region | None] = relationship()
@@ -176,7 +173,7 @@ class ApiToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str]
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[utc] = mapped_column(default=utcnow)
+    created_at: Mapped[utc] = mapped_column(default=clock.now)
     revoked_at: Mapped[utc_opt]
     user: Mapped[User] = relationship()
 
@@ -186,7 +183,7 @@ class PolicyVersion(Base):
 
     __tablename__ = "policy_versions"
     id: Mapped[intpk]
-    created_at: Mapped[utc] = mapped_column(default=utcnow)
+    created_at: Mapped[utc] = mapped_column(default=clock.now)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     note: Mapped[str | None] = mapped_column(String(255))
@@ -258,7 +255,7 @@ class ReportAmendment(Base):
     id: Mapped[intpk]
     report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[utc] = mapped_column(default=utcnow)
+    created_at: Mapped[utc] = mapped_column(default=clock.now)
     changes: Mapped[dict[str, Any]] = mapped_column(JSON)
     report: Mapped[Report] = relationship(back_populates="amendments")
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .deadlines import DeadlineState, deadline_state
-from .models import Deadline, Notice, Report
+from .models import Deadline, Notice, Report, ReportAction
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -85,3 +85,9 @@ def report_json(report: Report, now: datetime) -> dict[str, Any]:
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def action_json(action: ReportAction) -> dict[str, Any]:
+    """A recorded action as the API shows it."""
+    return {"id": action.id, "action": action.action, "note": action.note,
+            "created_at": iso(action.created_at), "by": {"name": action.user.name}}

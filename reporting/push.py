@@ -57,12 +57,15 @@ def endpoint_host(endpoint: str) -> str:
 
 def is_allowed(endpoint: str, allowed_hosts: tuple[str, ...]) -> bool:
     """Only post to known push services: the endpoint is user input (no SSRF)."""
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            return False
+        if parts.username or parts.password:
+            return False
+        host = endpoint_host(endpoint)
+    except ValueError:  # a malformed IPv6 host or an impossible port
         return False
-    if parts.username or parts.password:
-        return False
-    host = endpoint_host(endpoint)
     return host in allowed_hosts or (parts.port is None and parts.hostname in allowed_hosts)
 
 

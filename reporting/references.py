@@ -15,7 +15,6 @@ from .models import Facility, ReferenceCounter, ReservedReference, User, table_o
 
 # Long enough for a clinic that is offline for weeks; phones top up while online.
 RESERVATION_TTL = timedelta(days=30)
-MAX_RESERVE = 10
 
 
 def next_reference(session: Session, region_code: str, now: datetime) -> str:

@@ -13,7 +13,14 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from . import alerts, audit
+from .bodies import REPORT
 from .deadlines import Calendar, Event, Rule, due_at, reporting_time
+from .errors import (
+    NoFacilityError,
+    ReferenceTakenError,
+    ReportIdConflictError,
+    ReportInvalidError,
+)
 from .iin import iin_warnings
 from .models import (
     Agency,
@@ -29,75 +36,12 @@ from .models import (
     User,
     table_of,
 )
-from .notices import notice_audit_entries, open_notices, routes_for
 from .policy import current_rules, load_calendar
 from .references import claim, next_reference
-from .schema import (
-    Choice,
-    DateField,
-    DateTimeField,
-    Errors,
-    IINField,
-    IntField,
-    ListOf,
-    Obj,
-    Str,
-    UUIDField,
-)
+from .routing import notice_audit_entries, open_notices, routes_for
+from .vocabulary import DeliveryKind
 
-CIRCUMSTANCES = ("written_refusal", "left_without_notice", "not_returned_after_leave",
-                 "found_abandoned", "other")
-SEXES = ("female", "male", "unknown")
-RISK_FLAGS = ("payment_suspected", "third_party_claim", "surrogacy_suspected", "mother_minor",
-              "foreign_involvement", "identity_unknown")
 MAX_FUTURE = timedelta(minutes=5)
-REFERENCE_PATTERN = r"[A-Z]{2,8}-[0-9]{4}-[0-9]{6,}"
-
-REPORT_SCHEMA = Obj({
-    "id": UUIDField(required=True, description="Client-generated UUID; the idempotency key."),
-    "circumstance": Choice(CIRCUMSTANCES, required=True),
-    "discovered_at": DateTimeField(required=True, description="When staff learned of it."),
-    "filed_at": DateTimeField(description="The phone's clock at Send; defaults to receipt."),
-    "reference": Str(max_length=32, pattern=REFERENCE_PATTERN,
-                     description="A reference reserved for this facility."),
-    "child": Obj({
-        "sex": Choice(SEXES, required=True),
-        "iin": IINField(),
-        "born_at": DateTimeField(),
-        "weight_g": IntField(minimum=200, maximum=8000),
-        "condition": Str(max_length=200),
-    }, required=True),
-    "mother": Obj({
-        "iin": IINField(),
-        "full_name": Str(max_length=200),
-        "birth_date": DateField(),
-        "citizenship": Str(max_length=2, pattern="[A-Z]{2}"),
-        "phone": Str(max_length=32, pattern=r"\+?[0-9 ()-]{5,31}"),
-        "address": Str(max_length=500),
-    }),
-    "risk_flags": ListOf(Choice(RISK_FLAGS), max_items=len(RISK_FLAGS)),
-    "notes": Str(max_length=4000),
-})
-
-
-class FilingError(Exception):
-    """A report that cannot be accepted as sent."""
-
-    status = 422
-    code = "invalid"
-
-    def __init__(self, message: Any, fields: Errors | None = None) -> None:
-        super().__init__(str(message))
-        self.message = message
-        self.fields = fields or {}
-
-
-class ReportInvalid(FilingError):
-    status, code = 422, "validation_failed"
-
-
-class ReportIdConflict(FilingError):
-    status, code = 409, "id_conflict"
 
 
 @dataclass(frozen=True)
@@ -107,13 +51,13 @@ class Filed:
 
 
 def clean_report(data: Any, now: datetime) -> dict[str, Any]:
-    """Validate a report body against the schema and the time rules; raise ReportInvalid."""
-    cleaned, errors = REPORT_SCHEMA.validate(data)
+    """Validate a report body against the schema and the time rules; raise ReportInvalidError."""
+    cleaned, errors = REPORT.validate(data)
     discovered = cleaned.get("discovered_at")
     if discovered is not None and discovered > now + MAX_FUTURE:
         errors["discovered_at"] = _l("Cannot be more than 5 minutes in the future.")
     if errors:
-        raise ReportInvalid(_l("The report has errors."), errors)
+        raise ReportInvalidError(errors)
     return cleaned
 
 
@@ -171,7 +115,7 @@ def plan_filing(session: Session, reporter: User, cleaned: dict[str, Any]) -> Fi
     """Read the facility, the policy in force, the calendar and the routes (no writes)."""
     found = session.execute(_FACILITY, {"facility_id": reporter.facility_id}).first()
     if found is None:
-        raise FilingError(_l("Your account belongs to no facility."))
+        raise NoFacilityError()
     facility, region_id, region_code = found
     version_id, rules = current_rules(session)
     routes = routes_for(session, facility.district_id, region_id,
@@ -193,7 +137,7 @@ def already_filed(session: Session, reporter: User, cleaned: dict[str, Any]) -> 
     if stored is None:
         return None
     if stored.content_hash != content_hash(cleaned) or stored.reporter_id != reporter.id:
-        raise ReportIdConflict(_l("A different report was already filed with this id."))
+        raise ReportIdConflictError()
     return session.get(Report, cleaned["id"])
 
 
@@ -202,13 +146,13 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
     """Store a new report, route it and start its deadlines; flushes, never commits.
 
     The caller has found the id new (already_filed). If another request stored it since,
-    the INSERT raises IntegrityError, or claiming its reserved reference ReportInvalid.
+    the INSERT raises IntegrityError, or claiming its reserved reference ReferenceTakenError.
     """
     reference = cleaned.get("reference")
     if reference is None:
         reference = next_reference(session, plan.region_code, now)
     elif not claim(session, reference, plan.facility.id, cleaned["id"], now):
-        raise ReportInvalid(_l("The report has errors."), {
+        raise ReferenceTakenError({
             "reference": _l("This reference is not reserved for your facility, or was "
                             "already used.")})
     child, mother = cleaned["child"], cleaned.get("mother", {})
@@ -235,7 +179,7 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
     _start_report_deadlines(report, plan.rules, plan.calendar, has_police=any(
         n.agency.kind is AgencyKind.POLICE for n in notices))
     alerted = [d for n in notices for d in alerts.deliveries_for(
-        plan.subscribers[n.agency.id], n, "notice", now)]
+        plan.subscribers[n.agency.id], n, DeliveryKind.NOTICE, now)]
     insert_new(session, [report, *notices, *report.deadlines, *alerted])
     audit.record_all(session, [*notice_audit_entries(notices), audit.Entry(
         "report:filed", actor_id=plan.reporter.id, subject=f"report:{report.id}",

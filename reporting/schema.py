@@ -1,17 +1,19 @@
-"""One declarative schema per thing: it validates API bodies and form posts, and it writes
-the OpenAPI document. Errors are collected per field path ("child.iin")."""
+"""Schema fields: one declarative schema validates an API body or a form post and writes its
+part of the OpenAPI document. Errors are collected per field path ("child.iin")."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
 
+from .errors import ValidationError
 from .iin import IINError, validate_iin
+from .vocabulary import Term
 
 Errors = dict[str, Any]
 
@@ -45,6 +47,29 @@ class Field:
         return schema
 
 
+# Control characters other than tab and newline, and lone surrogates (not Unicode at all):
+# PostgreSQL refuses NUL in text, and none of them belongs in a report.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+# Dates far outside any report's life are typing errors, and beyond year 1 or 9999 the
+# arithmetic on them overflows.
+EARLIEST, LATEST = date(1900, 1, 1), date(2100, 12, 31)
+
+
+def text(value: Any) -> str:
+    """`value` if it is text a person could have typed, else Invalid."""
+    if not isinstance(value, str):
+        raise Invalid(_l("Must be text."))
+    if _NOT_TEXT.search(value):
+        raise Invalid(_l("Contains characters that are not allowed."))
+    return value
+
+
+def _within_bounds(day: date) -> None:
+    if not EARLIEST <= day <= LATEST:
+        raise Invalid(_l("Must be between %(lo)s and %(hi)s.", lo=EARLIEST.isoformat(),
+                         hi=LATEST.isoformat()))
+
+
 class Str(Field):
     def __init__(self, *, max_length: int = 255, pattern: str | None = None,
                  **kwargs: Any) -> None:
@@ -53,9 +78,7 @@ class Str(Field):
         self.pattern = re.compile(pattern) if pattern else None
 
     def check(self, value: Any) -> Any:
-        if not isinstance(value, str):
-            raise Invalid(_l("Must be text."))
-        value = value.strip()
+        value = text(value).strip()
         if len(value) > self.max_length:
             raise Invalid(_l("At most %(n)d characters.", n=self.max_length))
         if self.pattern and not self.pattern.fullmatch(value):
@@ -94,6 +117,7 @@ class DateTimeField(Field):
             raise Invalid(_l("Must be a date and time (ISO 8601).")) from exc
         if parsed.tzinfo is None:
             raise Invalid(_l("Must include a time zone offset."))
+        _within_bounds(parsed.date())
         return parsed.astimezone(UTC)
 
     def json_schema(self) -> dict[str, Any]:
@@ -105,9 +129,11 @@ class DateField(Field):
         try:
             if not isinstance(value, str):
                 raise ValueError(value)
-            return date.fromisoformat(value.strip())
+            parsed = date.fromisoformat(value.strip())
         except ValueError as exc:
             raise Invalid(_l("Must be a date (YYYY-MM-DD).")) from exc
+        _within_bounds(parsed)
+        return parsed
 
     def json_schema(self) -> dict[str, Any]:
         return super().json_schema() | {"format": "date"}
@@ -116,11 +142,15 @@ class DateField(Field):
 class IntField(Field):
     json_type = "integer"
 
-    def __init__(self, *, minimum: int, maximum: int, **kwargs: Any) -> None:
+    def __init__(self, *, minimum: int, maximum: int, from_text: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.minimum, self.maximum = minimum, maximum
+        self.from_text = from_text  # query strings and form posts carry numbers as text
 
     def check(self, value: Any) -> Any:
+        if self.from_text and isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise Invalid(_l("Must be a whole number."))
         if not self.minimum <= value <= self.maximum:
@@ -133,14 +163,17 @@ class IntField(Field):
 
 
 class Choice(Field):
-    def __init__(self, choices: Iterable[str], **kwargs: Any) -> None:
+    """One value of a vocabulary (returned as its enum member)."""
+
+    def __init__(self, vocabulary: type[Term], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.choices = tuple(choices)
+        self.vocabulary = vocabulary
+        self.choices = vocabulary.values()
 
     def check(self, value: Any) -> Any:
-        if value not in self.choices:
+        if not isinstance(value, str) or value not in self.choices:
             raise Invalid(_l("Must be one of: %(choices)s.", choices=", ".join(self.choices)))
-        return value
+        return self.vocabulary(value)
 
     def json_schema(self) -> dict[str, Any]:
         return super().json_schema() | {"enum": list(self.choices)}
@@ -189,9 +222,18 @@ class Obj(Field):
 
     json_type = "object"
 
-    def __init__(self, fields: Mapping[str, Field], **kwargs: Any) -> None:
+    def __init__(self, fields: Mapping[str, Field], *, name: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fields = dict(fields)
+        self.name = name  # its name among the OpenAPI document's components
+
+    def clean(self, value: Any) -> dict[str, Any]:
+        """The cleaned value, or ValidationError naming every bad field."""
+        cleaned, errors = self.validate(value)
+        if errors:
+            raise ValidationError(errors)
+        return cleaned
 
     def validate(self, value: Any, prefix: str = "") -> tuple[dict[str, Any], Errors]:
         """Clean `value`; return (cleaned, errors by dotted path)."""

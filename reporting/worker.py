@@ -17,11 +17,12 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from . import alerts, push
+from . import alerts, clock, messages, push
+from .acknowledgements import issue_ack_token
 from .config import Settings
 from .db import Database
-from .models import PushAttempt, PushDelivery, PushSubscription, User, utcnow
-from .notices import issue_ack_token
+from .models import PushAttempt, PushDelivery, PushSubscription, User
+from .vocabulary import DeliveryStatus
 
 log = logging.getLogger("besik.worker")
 
@@ -49,15 +50,17 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
 
     def run_once(self, now: datetime | None = None) -> PassResult:
-        """Escalate, remind, deliver everything that is due, then checkpoint SQLite's WAL."""
+        """Escalate, remind, deliver everything that is due, then checkpoint SQLite's WAL.
+
+        `now` fixes the pass's time (tests); by default each step reads the clock."""
         result = PassResult()
-        with self.db.transaction() as session:
-            result.escalated = alerts.escalate_due(session, now or utcnow())
-            result.reminded = alerts.remind_examination(session, now or utcnow())
+        with self.db.writing() as session:
+            result.escalated = alerts.escalate_due(session, now or clock.now())
+            result.reminded = alerts.remind_examination(session, now or clock.now())
         while True:
-            claimed = self.claim(now or utcnow())
+            claimed = self.claim(now or clock.now())
             for delivery_id in claimed:
-                self._deliver(delivery_id, result)
+                self._deliver(delivery_id, result, now)
             if len(claimed) < BATCH:
                 break
         self.db.checkpoint()  # keeps WAL checkpoints (and their fsync) off requests
@@ -76,10 +79,11 @@ class Worker:
 
     def claim(self, now: datetime) -> list[int]:
         """Lease up to BATCH due deliveries to this worker."""
-        with self.db.transaction() as session:
+        with self.db.writing() as session:
             ids = list(session.scalars(
                 select(PushDelivery.id)
-                .where(PushDelivery.status == "pending", PushDelivery.next_attempt_at <= now,
+                .where(PushDelivery.status == DeliveryStatus.PENDING,
+                       PushDelivery.next_attempt_at <= now,
                        or_(PushDelivery.lease_until.is_(None), PushDelivery.lease_until < now))
                 .order_by(PushDelivery.next_attempt_at, PushDelivery.id)
                 .limit(BATCH).with_for_update(skip_locked=True)))
@@ -88,43 +92,44 @@ class Worker:
                     lease_owner=self.name, lease_until=now + LEASE))
         return ids
 
-    def _deliver(self, delivery_id: int, result: PassResult) -> None:
-        prepared = self._prepare(delivery_id)
+    def _deliver(self, delivery_id: int, result: PassResult, now: datetime | None) -> None:
+        prepared = self._prepare(delivery_id, now or clock.now())
         if prepared is None:
             return
         subscription, message = prepared
         if not push.is_allowed(subscription.endpoint, self.settings.push_allowed_hosts):
             outcome = push.SendResult(None, error="endpoint host not allowed")
-            self._record(delivery_id, subscription.id, outcome, result, give_up=True)
+            self._record(delivery_id, subscription.id, outcome, result, now or clock.now(),
+                         give_up=True)
             return
         outcome = push.send(subscription.endpoint, subscription.p256dh, subscription.auth,
                             message, vapid_key_path=str(self.settings.vapid_private_key_file),
                             subject=self.settings.vapid_subject,
                             topic=(message["notice_id"] or "test").replace("-", "")[:32])
-        self._record(delivery_id, subscription.id, outcome, result)
+        self._record(delivery_id, subscription.id, outcome, result, now or clock.now())
 
-    def _prepare(self, delivery_id: int) -> tuple[PushSubscription, dict[str, Any]] | None:
+    def _prepare(self, delivery_id: int, now: datetime
+                 ) -> tuple[PushSubscription, dict[str, Any]] | None:
         # The ack token is minted at send time: it exists in clear only inside the message.
-        with self.db.transaction() as session:
+        with self.db.writing() as session:
             delivery = session.get(PushDelivery, delivery_id)
             if delivery is None or delivery.lease_owner != self.name:
                 return None
             subscription = delivery.subscription
             if subscription is None:
-                delivery.status, delivery.lease_until = "gone", None
+                delivery.status, delivery.lease_until = DeliveryStatus.GONE.value, None
                 return None
             user = session.get(User, delivery.user_id)
             token = None
             if delivery.notice is not None and delivery.notice.acknowledged_at is None:
-                token = issue_ack_token(session, delivery.notice.id, delivery.user_id, utcnow())
-            message = alerts.payload(delivery, token, user.locale if user else None)
+                token = issue_ack_token(session, delivery.notice.id, delivery.user_id, now)
+            message = messages.payload(delivery, token, user.locale if user else None)
             session.expunge(subscription)
         return subscription, message
 
     def _record(self, delivery_id: int, subscription_id: int, outcome: push.SendResult,
-                result: PassResult, *, give_up: bool = False) -> None:
-        now = utcnow()
-        with self.db.transaction() as session:
+                result: PassResult, now: datetime, *, give_up: bool = False) -> None:
+        with self.db.writing() as session:
             delivery = session.get(PushDelivery, delivery_id)
             if delivery is None:
                 return
@@ -135,7 +140,7 @@ class Worker:
             delivery.lease_owner, delivery.lease_until = None, None
             subscription = session.get(PushSubscription, subscription_id)
             if outcome.is_delivered:
-                delivery.status, delivery.sent_at = "sent", now
+                delivery.status, delivery.sent_at = DeliveryStatus.SENT.value, now
                 if subscription is not None:
                     subscription.last_success_at = now
                 result.sent += 1
@@ -146,8 +151,9 @@ class Worker:
                 # The browser unsubscribed: forget the device, and what was queued for it.
                 session.execute(update(PushDelivery).where(
                     PushDelivery.subscription_id == subscription_id,
-                    PushDelivery.status == "pending").values(status="gone"))
-                delivery.status = "gone"
+                    PushDelivery.status == DeliveryStatus.PENDING)
+                    .values(status=DeliveryStatus.GONE.value))
+                delivery.status = DeliveryStatus.GONE.value
                 if subscription is not None:
                     session.delete(subscription)
                 result.gone += 1
@@ -158,5 +164,5 @@ class Worker:
                 delivery.next_attempt_at = now + delay
                 result.retried += 1
             else:
-                delivery.status = "failed"
+                delivery.status = DeliveryStatus.FAILED.value
                 result.failed += 1

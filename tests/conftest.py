@@ -6,8 +6,10 @@ In CI (CI=true) a missing or unreachable PostgreSQL fails the run instead of ski
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,6 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
+from reporting import clock as besik_clock
 from reporting import create_app
 from reporting.config import Settings
 from reporting.db import Database
@@ -42,9 +45,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def prepare(database: Database) -> None:
     """Seed what every test starts from: the default policy and the demo data."""
     now = datetime.now(UTC)
-    with database.transaction() as session:
+    with database.writing() as session:
         ensure_default_policy(session, now)
         seed_demo(session, now)
+
+
+@pytest.fixture(autouse=True)
+def clock() -> Iterator[Any]:
+    """Besik's one clock: tests move it (freeze, advance) instead of sleeping."""
+    yield besik_clock
+    besik_clock.reset()
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +135,7 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def db(app: Flask) -> Iterator[Any]:
     """A reading session for inspecting, outside any request (rollback() to see new data)."""
-    session = app.extensions["besik.db"].session(write=False)
+    session = app.extensions["besik.db"].new_reader()
     yield session
     session.rollback()
     session.close()
@@ -151,10 +161,10 @@ def bearer(app: Flask, email: str) -> dict[str, str]:
     """An Authorization header for a fresh API token of `email`."""
     from sqlalchemy import select
 
-    from reporting.auth import create_token
     from reporting.models import User
+    from reporting.tokens import create_token
 
-    with app.extensions["besik.db"].transaction() as session:
+    with app.extensions["besik.db"].writing() as session:
         user = session.scalars(select(User).where(User.email == email)).one()
         token = create_token(session, user, "test", datetime.now(UTC))
     return {"Authorization": f"Bearer {token}"}
@@ -180,3 +190,24 @@ def nurse(app: Flask) -> dict[str, str]:
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:
     return replace(settings, **changes)
+
+
+@contextlib.contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """`app` over real HTTP on 127.0.0.1 (a thread per request); yields its base URL."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -19,7 +19,7 @@ def post(client: FlaskClient, headers: dict[str, str], body: object) -> object:
 
 
 def count(app: Flask, model: type) -> int:
-    with app.extensions["besik.db"].transaction() as session:
+    with app.extensions["besik.db"].writing() as session:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
@@ -50,7 +50,7 @@ def test_risk_flag_routes_to_police_and_meets_inform_police(client, nurse):
 def test_filing_writes_audit_entries(client, nurse, app):
     before = count(app, AuditEntry)
     post(client, nurse, report_body())
-    with app.extensions["besik.db"].transaction() as session:
+    with app.extensions["besik.db"].writing() as session:
         tags = session.scalars(select(AuditEntry.tag).where(AuditEntry.seq > before)).all()
     assert tags == ["notice:created", "report:filed"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -51,11 +51,11 @@ def test_session_cookie_is_secure_outside_demo(settings):
     app.extensions["besik.db"].dispose()
 
 
-def test_expired_session_gets_401_json_on_the_api(settings):
-    app = create_app(replace(settings, session_idle_seconds=1))
+def test_expired_session_gets_401_json_on_the_api(settings, clock):
+    app = create_app(settings)
     client = login(app.test_client(), "nurse@besik.example")
     assert client.get("/api/v1/reports").status_code == 200
-    time.sleep(2.2)
+    clock.advance(timedelta(seconds=settings.session_idle_seconds + 1))
     response = client.get("/api/v1/reports")
     assert response.status_code == 401
     assert response.is_json
@@ -63,11 +63,11 @@ def test_expired_session_gets_401_json_on_the_api(settings):
     app.extensions["besik.db"].dispose()
 
 
-def test_activity_keeps_the_session_alive(settings):
-    app = create_app(replace(settings, session_idle_seconds=2))
+def test_activity_keeps_the_session_alive(settings, clock):
+    app = create_app(settings)
     client = login(app.test_client(), "nurse@besik.example")
     for _ in range(3):
-        time.sleep(1.1)
+        clock.advance(timedelta(seconds=settings.session_idle_seconds - 60))
         assert client.get("/api/v1/reports").status_code == 200
     app.extensions["besik.db"].dispose()
 

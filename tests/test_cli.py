@@ -7,8 +7,8 @@ from dataclasses import replace
 from sqlalchemy import select
 
 from reporting import create_app
-from reporting.auth import check_password
 from reporting.models import PolicyVersion, User
+from reporting.passwords import check_password
 from tests.conftest import report_body
 
 

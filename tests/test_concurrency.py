@@ -50,7 +50,7 @@ def test_two_processes_filing_200_each_get_400_distinct_references(settings, app
         worker.join(timeout=60)
         assert worker.exitcode == 0
     assert statuses == [201] * (2 * PER_PROCESS)
-    with app.extensions["besik.db"].transaction() as session:
+    with app.extensions["besik.db"].writing() as session:
         assert session.scalar(select(func.count()).select_from(Report)) == 2 * PER_PROCESS
         references = session.scalars(select(Report.reference)).all()
         assert len(set(references)) == 2 * PER_PROCESS
@@ -70,7 +70,7 @@ def test_the_same_id_racing_from_two_processes_is_stored_once(settings, app, nur
     with ctx.Pool(4) as pool:
         statuses = pool.starmap(_file_one, [(settings, nurse, body)] * 8)
     assert sorted(statuses) == [200] * 7 + [201]
-    with app.extensions["besik.db"].transaction() as session:
+    with app.extensions["besik.db"].writing() as session:
         assert session.scalar(select(func.count()).select_from(Report)) == 1
 
 
@@ -82,6 +82,35 @@ def _file_one(settings: Settings, token_header: dict[str, str], body: dict) -> i
                                     headers=token_header).status_code
     app.extensions["besik.db"].dispose()
     return status
+
+
+def _wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def _count_writers_queued(database):
+    """How many other writers wait behind the open write transaction, as a callable."""
+    if database.is_sqlite:
+        entered = []
+
+        # Runs before db.py's own listener (on the engine), which blocks on the write lock.
+        @event.listens_for(database.write_engine, "begin")
+        def _begin(connection) -> None:
+            entered.append(1)
+
+        # The test's own writer is the first.
+        return lambda: len(entered) - 1
+
+    def waiting() -> int:
+        with database.engine.connect() as connection:
+            return connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()").scalar_one()
+
+    return waiting
 
 
 @pytest.mark.parametrize("reserved", [False, True], ids=["assigned", "reserved"])
@@ -118,18 +147,20 @@ def test_a_duplicate_that_passed_the_check_while_the_first_was_writing_gets_the_
     statuses: list[int] = []
     threads = [threading.Thread(target=post, args=(statuses,)) for _ in range(4)]
     now = datetime.now(UTC)
-    with app.app_context(), database.transaction() as session:
+    queued = _count_writers_queued(database)
+    with app.app_context(), database.writing() as session:
         reporter = session.scalars(select(User).where(
             User.email == "nurse@besik.example")).one()
         cleaned = clean_report(body, now)
         report = file_report(session, plan_filing(session, reporter, cleaned), cleaned, now=now)
         for thread in threads:
             thread.start()
-        time.sleep(1.0)  # each request checks the id (not yet committed) and waits
+        # Each request checks the id (not yet committed), then queues behind this writer.
+        _wait_until(lambda: queued() == len(threads))
     for thread in threads:
         thread.join(timeout=30)
     assert statuses == [200] * 4
     # With a reserved reference, the claim fails before any INSERT is tried.
     assert len(collisions) == (0 if reserved else 4)
-    with database.transaction() as session:
+    with database.writing() as session:
         assert session.scalars(select(Report.reference)).all() == [report.reference]

@@ -60,7 +60,7 @@ def test_a_reference_reserved_by_another_facility_is_refused(client, app, nurse)
 
 def test_an_expired_reservation_is_refused(client, app, nurse):
     reference = reserve(client, nurse, 1).get_json()["references"][0]
-    with app.extensions["besik.db"].transaction() as session:
+    with app.extensions["besik.db"].writing() as session:
         row = session.get(ReservedReference, reference)
         row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
     response = client.post("/api/v1/reports", json=report_body(reference=reference),

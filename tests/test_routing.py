@@ -11,7 +11,7 @@ from tests.conftest import bearer, report_body
 
 def add_uncovered_facility(app, *, with_regional_agency: bool) -> None:
     """A new district with a facility and no guardianship agency of its own."""
-    with app.extensions["besik.db"].transaction() as session:
+    with app.extensions["besik.db"].writing() as session:
         region = session.scalars(select(Region).where(Region.code == "AST")).one()
         district = District(code="AST-NEW", name="New district", region=region)
         session.add(Facility(code="MH9", name="Maternity Hospital No. 9", district=district))

@@ -1,49 +1,86 @@
-"""One blueprint per audience; views authorise, validate, call one operation, respond."""
+"""One blueprint per audience; views authorise, validate, call one operation, respond.
+
+What every view shares: reading the JSON body, the filing boundary, finding a record in the
+caller's scope (outside it: 404).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from flask import abort
+from flask import request
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import BadRequest
 
 from ..access import visible_reports
-from ..db import begin_write, get_session
+from ..acknowledgements import notice_for_officer
+from ..db import reading, writing
+from ..errors import MalformedJSONError, NotFoundError, NotJSONError, ReferenceTakenError
 from ..models import Notice, Report, User
-from ..notices import notice_for_officer
-from ..reports import Filed, ReportInvalid, already_filed, file_report, plan_filing
+from ..reports import Filed, already_filed, file_report, plan_filing
+from ..schema import Obj
+
+
+def json_body() -> Any:
+    """The request's JSON: NotJSONError when it is not JSON, MalformedJSONError when unreadable."""
+    if not request.is_json:
+        raise NotJSONError()
+    try:
+        return request.get_json()
+    except BadRequest:
+        raise MalformedJSONError() from None
+
+
+def validated(schema: Obj) -> dict[str, Any]:
+    """The request's JSON body cleaned by `schema` (ValidationError names the bad fields)."""
+    return schema.clean(json_body())
+
+
+def validated_query(schema: Obj) -> dict[str, Any]:
+    """The query string cleaned by `schema`; parameters it does not name are ignored."""
+    args = request.args
+    return schema.clean({name: args[name] for name in schema.fields if name in args})
 
 
 def file_and_commit(reporter: User, cleaned: dict[str, Any], now: datetime) -> Filed:
-    """The request boundary for filing: reads first, then one short write transaction."""
-    session = get_session()
-    existing = already_filed(session, reporter, cleaned)  # a phone's retry takes no lock
-    if existing is not None:
-        return Filed(existing, is_new=False)
-    plan = plan_filing(session, reporter, cleaned)
-    begin_write(session)
+    """The filing boundary: reads first, then one short write transaction."""
+    with reading() as session:
+        existing = already_filed(session, reporter, cleaned)  # a phone's retry takes no lock
+        if existing is not None:
+            return Filed(existing, is_new=False)
+        plan = plan_filing(session, reporter, cleaned)
     try:
-        report = file_report(session, plan, cleaned, now=now)
-        session.commit()
-    except (IntegrityError, ReportInvalid):
+        with writing() as session:
+            report = file_report(session, plan, cleaned, now=now)
+    except (IntegrityError, ReferenceTakenError):
         # The same report arrived twice at once (a phone's sync and online replays racing):
         # the loser's INSERT fails on the id, or its claim on the reserved reference the
         # winner just used. Either way the loser answers with the winner's report.
-        session.rollback()
-        existing = already_filed(session, reporter, cleaned)
+        with reading() as session:
+            existing = already_filed(session, reporter, cleaned)
         if existing is None:
             raise
         return Filed(existing, is_new=False)
     return Filed(report, is_new=True)
 
 
+def report_in_scope(report_id: str) -> Report:
+    """A report the caller may see, read in the request's session; else NotFoundError."""
+    with reading() as session:
+        report = session.scalars(visible_reports(current_user)
+                                 .where(Report.id == report_id)).first()
+    if report is None:
+        raise NotFoundError()
+    return report
+
+
 def officers_report_and_notice(report_id: str) -> tuple[Report, Notice]:
-    """The report (in the officer's scope, else 404) and its notice to the officer's agency."""
-    session = get_session()
-    report = session.scalars(visible_reports(current_user).where(Report.id == report_id)).first()
-    notice = notice_for_officer(session, report, current_user) if report else None
-    if report is None or notice is None:
-        abort(404)
+    """The report (in the officer's scope) and its notice to the officer's agency, else 404."""
+    report = report_in_scope(report_id)
+    with reading() as session:
+        notice = notice_for_officer(session, report, current_user)
+    if notice is None:
+        raise NotFoundError()
     return report, notice

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from .. import audit
 from ..access import allow, visible_reports
-from ..db import get_session
+from ..db import reading
 from ..models import Role
 
 bp = Blueprint("admin", __name__)
@@ -20,9 +20,9 @@ bp = Blueprint("admin", __name__)
 @allow(Role.ADMIN)
 def index() -> Any:
     """The compliance overview (grows with the compliance dashboard)."""
-    session = get_session()
-    total = session.scalar(select(func.count()).select_from(
-        visible_reports(current_user).subquery()))
+    with reading() as session:
+        total = session.scalar(select(func.count()).select_from(
+            visible_reports(current_user).subquery()))
     return render_template("admin/index.html", total=total)
 
 
@@ -30,4 +30,6 @@ def index() -> Any:
 @allow(Role.ADMIN)
 def audit_page() -> Any:
     """Verify the audit hash chain."""
-    return render_template("admin/audit.html", result=audit.verify(get_session()))
+    with reading() as session:
+        result = audit.verify(session)
+    return render_template("admin/audit.html", result=result)

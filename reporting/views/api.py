@@ -7,40 +7,57 @@ import binascii
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import and_, exists, or_, select
 
-from .. import alerts, audit, devices, push, references
+from .. import alerts, audit, clock, heartbeats, push, references, subscriptions
 from ..access import PUBLIC, SIGNED_IN, allow, token_authenticated, visible_reports
-from ..config import Settings
-from ..db import begin_write, get_session
-from ..errors import MESSAGES, ApiError, json_error
-from ..models import Notice, PushSubscription, Report, ReportState, Role, utcnow
-from ..notices import (
-    ACTIONS,
-    AckTokenError,
-    acknowledge,
-    acknowledge_with_token,
-    record_action,
+from ..acknowledgements import acknowledge, acknowledge_with_token
+from ..actions import record_action
+from ..bodies import (
+    ACK_TOKEN,
+    ACTION,
+    ENDPOINT,
+    HEARTBEAT,
+    NOTE,
+    REPORT,
+    REPORT_LIST_QUERY,
+    RESERVE,
+    SUBSCRIPTION,
 )
-from ..openapi import openapi_document
-from ..present import iso, notice_json, report_json
-from ..references import MAX_RESERVE
-from ..reports import FilingError, clean_report
-from ..schema import Choice, DateTimeField, IntField, Obj, Str
-from . import file_and_commit, officers_report_and_notice
+from ..config import Settings
+from ..db import reading, writing
+from ..errors import (
+    NoFacilityError,
+    NotFoundError,
+    PushUnavailableError,
+    ValidationError,
+)
+from ..models import Notice, PushSubscription, Report, ReportState, Role
+from ..openapi import openapi_document, operation
+from ..present import action_json, iso, notice_json, report_json
+from ..reports import clean_report
+from ..vocabulary import AckChannel, DeliveryKind, ReportFilter
+from . import (
+    file_and_commit,
+    json_body,
+    officers_report_and_notice,
+    report_in_scope,
+    validated,
+    validated_query,
+)
 
 bp = Blueprint("api", __name__)
 
-MAX_PAGE = 100
-STATES = ("pending", "overdue", "acknowledged", "closed")
+DEFAULT_PAGE = 50
 
 
 @bp.get("/csrf")
 @allow(SIGNED_IN)
+@operation("A fresh CSRF token for cookie callers, and whose session it is", returns="CsrfOut")
 def csrf_token() -> Response:
     """A fresh CSRF token for fetch() calls made with the session cookie, and whose it is."""
     user = current_user
@@ -50,71 +67,55 @@ def csrf_token() -> Response:
 
 @bp.get("/openapi.json")
 @allow(PUBLIC)
+@operation("This document", returns="OpenAPI")
 def openapi() -> Response:
     """The OpenAPI 3.1 document, generated from the validating schemas."""
-    return jsonify(openapi_document())
-
-
-def json_body() -> Any:
-    """The request's JSON: 415 when not JSON, 400 when malformed, 413 when too large."""
-    if not request.is_json:
-        abort(415)
-    return request.get_json()
+    return jsonify(openapi_document(current_app))
 
 
 @bp.post("/reports")
 @allow(Role.REPORTER)
+@operation("File a report (idempotent on its id)", body=REPORT, status=201,
+           returns="ReportOut", errors=(409,))
 def file() -> Any:
     """File a report; idempotent on its id."""
-    data = json_body()
-    now = utcnow()
-    try:
-        filed = file_and_commit(current_user, clean_report(data, now), now)
-    except FilingError as exc:
-        return json_error(exc.status, exc.code, exc.message, exc.fields)
+    now = clock.now()
+    filed = file_and_commit(current_user, clean_report(json_body(), now), now)
     return jsonify(report_json(filed.report, now)), 201 if filed.is_new else 200
 
 
 @bp.get("/reports")
 @allow(SIGNED_IN)
+@operation("Reports in the caller's scope, newest first", query=REPORT_LIST_QUERY,
+           returns="ReportPage")
 def list_reports() -> Any:
     """Reports in the caller's scope, newest first, with cursor pagination."""
-    now = utcnow()
-    try:
-        limit = min(max(int(request.args.get("limit", "50")), 1), MAX_PAGE)
-    except ValueError:
-        return json_error(422, "validation_failed", MESSAGES[422],
-                          {"limit": _l("Must be a whole number.")})
+    now = clock.now()
+    query_args = validated_query(REPORT_LIST_QUERY)
+    limit = query_args.get("limit", DEFAULT_PAGE)
     query = visible_reports(current_user)
-    state = request.args.get("state")
-    if state is not None:
-        if state not in STATES:
-            return json_error(422, "validation_failed", MESSAGES[422], {
-                "state": _l("Must be one of: %(choices)s.", choices=", ".join(STATES))})
-        query = query.where(_state_filter(state, now))
-    cursor = request.args.get("cursor")
-    if cursor:
-        try:
-            received_at, report_id = _decode_cursor(cursor)
-        except ValueError:
-            return json_error(422, "validation_failed", MESSAGES[422],
-                              {"cursor": _l("Not in the expected format.")})
+    if "state" in query_args:
+        query = query.where(_state_filter(query_args["state"], now))
+    if "cursor" in query_args:
+        received_at, report_id = _decode_cursor(query_args["cursor"])
         query = query.where(or_(Report.received_at < received_at,
                                 and_(Report.received_at == received_at,
                                      Report.id < report_id)))
-    rows = get_session().scalars(
-        query.order_by(Report.received_at.desc(), Report.id.desc()).limit(limit + 1)).all()
-    page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-    return jsonify(items=[report_json(r, now) for r in page], next_cursor=next_cursor)
+    with reading() as session:
+        rows = session.scalars(query.order_by(Report.received_at.desc(), Report.id.desc())
+                               .limit(limit + 1)).all()
+        page = rows[:limit]
+        next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+        return jsonify(items=[report_json(r, now) for r in page], next_cursor=next_cursor)
 
 
-def _state_filter(state: str, now: datetime) -> Any:
-    if state in ("acknowledged", "closed"):
-        return Report.state == ReportState(state)
+def _state_filter(state: ReportFilter, now: datetime) -> Any:
+    if state in (ReportFilter.ACKNOWLEDGED, ReportFilter.CLOSED):
+        return Report.state == ReportState(state.value)
     late = exists().where(Notice.report_id == Report.id, Notice.acknowledged_at.is_(None),
                           Notice.ack_due_at < now)
-    return and_(Report.state == ReportState.OPEN, late if state == "overdue" else ~late)
+    return and_(Report.state == ReportState.OPEN,
+                late if state is ReportFilter.OVERDUE else ~late)
 
 
 def _encode_cursor(report: Report) -> str:
@@ -123,98 +124,68 @@ def _encode_cursor(report: Report) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    bad = ValidationError({"cursor": _l("Not in the expected format.")})
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError("bad cursor") from exc
-    moment, _, report_id = raw.partition("|")
-    parsed = datetime.fromisoformat(moment)
+        moment, _, report_id = raw.partition("|")
+        parsed = datetime.fromisoformat(moment)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad from None
     if parsed.tzinfo is None or not report_id:
-        raise ValueError("bad cursor")
+        raise bad
     return parsed, report_id
 
 
 @bp.get("/reports/<report_id>")
 @allow(SIGNED_IN)
+@operation("One report in the caller's scope", returns="ReportOut")
 def show_report(report_id: str) -> Any:
     """One report in the caller's scope; outside it, 404 (no existence leak)."""
-    session = get_session()
-    report = session.scalars(visible_reports(current_user)
-                             .where(Report.id == report_id)).first()
-    if report is None:
-        abort(404)
-    return jsonify(report_json(report, utcnow()))
+    return jsonify(report_json(report_in_scope(report_id), clock.now()))
 
 
 @bp.get("/audit/verify")
 @allow(Role.ADMIN)
+@operation("Walk the audit hash chain", returns="AuditVerification")
 def verify_audit() -> Any:
     """Recompute the audit hash chain."""
-    result = audit.verify(get_session())
+    with reading() as session:
+        result = audit.verify(session)
     body: dict[str, Any] = {"ok": result.is_ok, "entries": result.entries, "head": result.head}
     if not result.is_ok:
         body |= {"bad_entry": result.bad_seq, "reason": result.reason}
     return jsonify(body)
 
 
-
-
-RESERVE_SCHEMA = Obj({"count": IntField(minimum=1, maximum=MAX_RESERVE, required=True)})
-HEARTBEAT_SCHEMA = Obj({
-    "device_id": Str(max_length=64, pattern=r"[A-Za-z0-9._-]{8,64}", required=True),
-    "outbox_depth": IntField(minimum=0, maximum=100_000, required=True),
-    "oldest_unsent_at": DateTimeField(),
-})
-
-
-def validated(schema: Obj) -> dict[str, Any]:
-    """The request body cleaned by `schema`, or a 422 naming the fields."""
-    cleaned, errors = schema.validate(json_body())
-    if errors:
-        raise ApiError(422, "validation_failed", MESSAGES[422], errors)
-    return cleaned
-
-
 @bp.post("/references/reserve")
 @allow(Role.REPORTER)
+@operation("Reserve references for reports filed offline", body=RESERVE, status=201,
+           returns="ReservedReferences")
 def reserve_references() -> Any:
     """References held by a phone for reports filed offline."""
-    count = validated(RESERVE_SCHEMA)["count"]
-    session, now = get_session(), utcnow()
+    count = validated(RESERVE)["count"]
     facility = current_user.facility
     if facility is None:
-        abort(403)
-    begin_write(session)
-    rows = references.reserve(session, current_user, facility, count, now)
-    session.commit()
+        raise NoFacilityError()
+    with writing() as session:
+        rows = references.reserve(session, current_user, facility, count, clock.now())
     return jsonify(references=[r.reference for r in rows], facility=facility.code,
                    expires_at=iso(rows[0].expires_at)), 201
 
 
 @bp.post("/devices/heartbeat")
 @allow(Role.REPORTER)
+@operation("A phone's outbox depth", body=HEARTBEAT, status=204)
 def heartbeat() -> Any:
     """A phone says how many reports it holds unsent, and since when."""
-    data = validated(HEARTBEAT_SCHEMA)
-    session = get_session()
-    begin_write(session)
-    devices.heartbeat(session, current_user, data["device_id"], data["outbox_depth"],
-                      data.get("oldest_unsent_at"), utcnow())
-    session.commit()
+    data = validated(HEARTBEAT)
+    with writing() as session:
+        heartbeats.heartbeat(session, current_user, data["device_id"], data["outbox_depth"],
+                             data.get("oldest_unsent_at"), clock.now())
     return "", 204
 
 
 # --- push subscriptions ------------------------------------------------------------------
-
-SUBSCRIPTION_SCHEMA = Obj({
-    "endpoint": Str(max_length=1000, required=True),
-    "expirationTime": IntField(minimum=0, maximum=2**53),
-    "keys": Obj({"p256dh": Str(max_length=200, pattern=r"[A-Za-z0-9_=-]{40,200}",
-                               required=True),
-                 "auth": Str(max_length=100, pattern=r"[A-Za-z0-9_=-]{8,100}",
-                             required=True)}, required=True),
-})
-ENDPOINT_SCHEMA = Obj({"endpoint": Str(max_length=1000, required=True)})
 
 
 def _settings() -> Settings:
@@ -224,22 +195,24 @@ def _settings() -> Settings:
 
 @bp.get("/push/vapid-public-key")
 @allow(SIGNED_IN)
+@operation("The VAPID key to subscribe with", returns="VapidPublicKey", errors=(503,))
 def vapid_public_key() -> Any:
     """The application server key to subscribe with."""
     try:
         key = push.public_key_b64(str(_settings().vapid_private_key_file))
     except FileNotFoundError:
-        raise ApiError(503, "push_unavailable",
-                       _l("Notifications are not set up on this server yet.")) from None
+        raise PushUnavailableError() from None
     return jsonify(publicKey=key)
 
 
 @bp.get("/push/subscriptions")
 @allow(SIGNED_IN)
+@operation("The caller's devices", returns="Subscriptions")
 def list_subscriptions() -> Any:
     """The caller's devices and when each last received a message."""
-    rows = get_session().scalars(select(PushSubscription).where(
-        PushSubscription.user_id == current_user.id).order_by(PushSubscription.id)).all()
+    with reading() as session:
+        rows = session.scalars(select(PushSubscription).where(
+            PushSubscription.user_id == current_user.id).order_by(PushSubscription.id)).all()
     return jsonify(items=[{"id": s.id, "endpoint_host": push.endpoint_host(s.endpoint),
                            "user_agent": s.user_agent, "created_at": iso(s.created_at),
                            "last_success_at": iso(s.last_success_at),
@@ -248,93 +221,84 @@ def list_subscriptions() -> Any:
 
 @bp.post("/push/subscriptions")
 @allow(SIGNED_IN)
+@operation("Register a browser's push subscription", body=SUBSCRIPTION, status=201,
+           returns="SubscriptionCreated")
 def subscribe() -> Any:
     """Register a browser's PushSubscription; only allow-listed push services (no SSRF)."""
-    data = validated(SUBSCRIPTION_SCHEMA)
+    data = validated(SUBSCRIPTION)
     if not push.is_allowed(data["endpoint"], _settings().push_allowed_hosts):
-        raise ApiError(422, "validation_failed", MESSAGES[422], {
-            "endpoint": _l("This push service is not allowed.")})
-    session, now = get_session(), utcnow()
-    begin_write(session)
-    row = devices.subscribe(session, current_user, data["endpoint"], data["keys"]["p256dh"],
-                            data["keys"]["auth"], request.headers.get("User-Agent"), now)
-    session.commit()
-    return jsonify(id=row.id), 201
+        raise ValidationError({"endpoint": _l("This push service is not allowed.")})
+    with writing() as session:
+        row = subscriptions.subscribe(session, current_user, data["endpoint"],
+                                      data["keys"]["p256dh"], data["keys"]["auth"],
+                                      request.headers.get("User-Agent"), clock.now())
+        return jsonify(id=row.id), 201
 
 
 @bp.delete("/push/subscriptions")
 @allow(SIGNED_IN)
+@operation("Forget one of the caller's devices", body=ENDPOINT, status=204, errors=(404,))
 def unsubscribe() -> Any:
     """Forget one of the caller's devices; someone else's answers 404."""
-    endpoint = validated(ENDPOINT_SCHEMA)["endpoint"]
-    session = get_session()
-    begin_write(session)
-    if not devices.unsubscribe(session, current_user, endpoint, utcnow()):
-        abort(404)
-    session.commit()
+    endpoint = validated(ENDPOINT)["endpoint"]
+    with writing() as session:
+        if not subscriptions.unsubscribe(session, current_user, endpoint, clock.now()):
+            raise NotFoundError()
     return "", 204
 
 
 @bp.post("/push/test")
 @allow(SIGNED_IN)
+@operation("Send the caller a test message on every device", status=202, returns="Queued")
 def test_push() -> Any:
     """Send the caller a test message on every device."""
-    session = get_session()
-    begin_write(session)
-    queued = alerts.queue_for_users(session, [current_user], None, "test", utcnow())
-    session.commit()
+    with writing() as session:
+        queued = alerts.queue_for_users(session, [current_user], None, DeliveryKind.TEST,
+                                        clock.now())
     return jsonify(queued=len(queued)), 202
 
 
 # --- acknowledgement and actions ---------------------------------------------------------
 
-NOTE_SCHEMA = Obj({"note": Str(max_length=2000)})
-ACTION_SCHEMA = Obj({"action": Choice(ACTIONS, required=True), "note": Str(max_length=2000)})
-TOKEN_SCHEMA = Obj({"token": Str(max_length=100, required=True)})
-
 
 @bp.post("/reports/<report_id>/acknowledge")
 @allow(Role.OFFICER)
+@operation("Acknowledge the agency's notice", body=NOTE, is_body_optional=True,
+           returns="NoticeOut")
 def acknowledge_report(report_id: str) -> Any:
     """Acknowledge the agency's notice; a repeat returns the first acknowledgement."""
-    note = validated(NOTE_SCHEMA).get("note") if request.content_length else None
+    note = validated(NOTE).get("note") if request.content_length else None
     _, notice = officers_report_and_notice(report_id)
-    session, now = get_session(), utcnow()
-    begin_write(session)
-    acknowledge(session, notice, current_user, channel="api", now=now, note=note)
-    session.commit()
-    return jsonify(notice_json(notice, now))
+    now = clock.now()
+    with writing() as session:
+        acknowledged = acknowledge(session, notice.id, current_user, channel=AckChannel.API,
+                                   now=now, note=note)
+        return jsonify(notice_json(acknowledged, now))
 
 
 @bp.post("/reports/<report_id>/actions")
 @allow(Role.OFFICER)
+@operation("Record what the officer did", body=ACTION, status=201, returns="ActionOut")
 def record_report_action(report_id: str) -> Any:
     """Record what the officer did; it meets the matching deadline."""
-    data = validated(ACTION_SCHEMA)
+    data = validated(ACTION)
     report, notice = officers_report_and_notice(report_id)
-    session, now = get_session(), utcnow()
-    begin_write(session)
-    row = record_action(session, report, notice, current_user, data["action"],
-                        data.get("note"), now)
-    session.commit()
-    return jsonify(id=row.id, action=row.action, note=row.note,
-                   created_at=iso(row.created_at), by={"name": current_user.name}), 201
+    with writing() as session:
+        row = record_action(session, report.id, notice.id, current_user, data["action"],
+                            data.get("note"), clock.now())
+        return jsonify(action_json(row)), 201
 
 
 @bp.post("/notices/<notice_id>/ack")
 @allow(PUBLIC)
+@operation("Acknowledge with a push message's single-use token", body=ACK_TOKEN,
+           returns="NoticeOut", errors=(403,))
 @token_authenticated
 def acknowledge_with_ack_token(notice_id: str) -> Any:
     """Acknowledge with the single-use token from a push message (no session needed)."""
-    token = validated(TOKEN_SCHEMA)["token"]
-    session, now = get_session(), utcnow()
-    begin_write(session)
-    try:
-        notice = acknowledge_with_token(session, notice_id, token, channel="notification",
-                                        now=now)
-    except AckTokenError:
-        session.rollback()
-        raise ApiError(403, "forbidden", _l("This acknowledgement link is used, expired or "
-                                            "not valid.")) from None
-    session.commit()
-    return jsonify(notice_json(notice, now))
+    token = validated(ACK_TOKEN)["token"]
+    now = clock.now()
+    with writing() as session:
+        notice = acknowledge_with_token(session, notice_id, token,
+                                        channel=AckChannel.NOTIFICATION, now=now)
+        return jsonify(notice_json(notice, now))

@@ -12,11 +12,11 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from .. import audit
+from .. import audit, clock
 from ..access import PUBLIC, SIGNED_IN, allow
-from ..auth import authenticate
-from ..db import begin_write, get_session
-from ..models import utcnow
+from ..auth import fresh_session
+from ..db import reading, writing
+from ..passwords import authenticate
 
 bp = Blueprint("auth", __name__)
 
@@ -34,14 +34,6 @@ def _safe_next(target: str | None) -> str:
     return url_for("home.index")
 
 
-def _fresh_session() -> None:
-    # Start over on sign-in and sign-out, but keep the language the person chose.
-    lang = session.get("lang")
-    session.clear()
-    if lang:
-        session["lang"] = lang
-
-
 @bp.route("/login", methods=["GET", "POST"])
 @allow(PUBLIC)
 def login() -> Any:
@@ -49,16 +41,15 @@ def login() -> Any:
     form = LoginForm()
     error = None
     if request.method == "POST" and form.validate():
-        db = get_session()
-        user = authenticate(db, form.email.data or "", form.password.data or "")
+        with reading() as db:
+            user = authenticate(db, form.email.data or "", form.password.data or "")
         if user is not None:
-            _fresh_session()  # no fixation
+            fresh_session()  # no fixation
             login_user(user)
             session.permanent = True
-            begin_write(db)
-            audit.record(db, "user:signed_in", actor_id=user.id, subject=f"user:{user.id}",
-                         now=utcnow())
-            db.commit()
+            with writing() as db:
+                audit.record(db, "user:signed_in", actor_id=user.id,
+                             subject=f"user:{user.id}", now=clock.now())
             return redirect(_safe_next(request.args.get("next")))
         error = _l("Wrong email or password.")
     status = 401 if error else 200
@@ -71,10 +62,8 @@ def logout() -> Any:
     """Sign out (POST, CSRF-protected, so no link can sign a user out)."""
     user_id = current_user.id
     logout_user()
-    _fresh_session()
-    db = get_session()
-    begin_write(db)
-    audit.record(db, "user:signed_out", actor_id=user_id, subject=f"user:{user_id}",
-                 now=utcnow())
-    db.commit()
+    fresh_session()
+    with writing() as db:
+        audit.record(db, "user:signed_out", actor_id=user_id, subject=f"user:{user_id}",
+                     now=clock.now())
     return redirect(url_for("auth.login"))

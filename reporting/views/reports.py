@@ -5,20 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
-from .. import labels
-from ..access import SIGNED_IN, allow, visible_reports
-from ..db import get_session
+from .. import clock, labels
+from ..access import SIGNED_IN, allow
+from ..acknowledgements import notice_for_officer
+from ..db import reading
 from ..deadlines import ALMATY, exact_seconds, to_local
-from ..models import Facility, Report, Role, new_uuid, utcnow
-from ..notices import ACTIONS, notice_for_officer, routes_for
+from ..errors import Fields, ReportIdConflictError, ValidationError, refusal_of
+from ..models import Facility, Report, Role, new_uuid
 from ..policy import current_rules
 from ..present import report_json
-from ..reports import CIRCUMSTANCES, RISK_FLAGS, SEXES, FilingError, clean_report
-from . import file_and_commit
+from ..reports import clean_report
+from ..routing import routes_for
+from ..vocabulary import Circumstance, OfficerAction, RiskFlag, Sex
+from . import file_and_commit, report_in_scope
 
 bp = Blueprint("reports", __name__)
 
@@ -60,22 +63,22 @@ def _local_to_iso(value: str) -> str:
     return moment.replace(tzinfo=ALMATY).isoformat() if moment.tzinfo is None else value
 
 
-def _form_page(values: dict[str, Any], errors: dict[str, Any], status: int = 200) -> Any:
+def _form_page(values: dict[str, Any], errors: Fields, status: int = 200) -> Any:
     facility = current_user.facility
     return render_template("reports/new.html", values=values, errors=errors,
-                           circumstances=CIRCUMSTANCES, sexes=SEXES, risk_flags=RISK_FLAGS,
+                           circumstances=Circumstance, sexes=Sex, risk_flags=RiskFlag,
                            facility=facility, outbox=_outbox_context(facility),
                            js_strings=labels.outbox_strings()), status
 
 
 def _outbox_context(facility: Facility | None) -> dict[str, Any]:
     """What the phone needs to show a report it cannot send yet: the deadline, a phone."""
-    session = get_session()
-    _, rules = current_rules(session)
+    with reading() as session:
+        _, rules = current_rules(session)
+        routes = (routes_for(session, facility.district_id, facility.district.region_id,
+                             has_risk=False) if facility else [])
     duration = rules["report_to_guardianship"].duration
     context: dict[str, Any] = {"deadline_seconds": exact_seconds(duration)}
-    routes = (routes_for(session, facility.district_id, facility.district.region_id,
-                         has_risk=False) if facility else [])
     if routes:
         agency = routes[0][0]
         context |= {"agency_name": agency.name, "agency_phone": agency.phone}
@@ -86,7 +89,7 @@ def _outbox_context(facility: Facility | None) -> dict[str, Any]:
 @allow(Role.REPORTER)
 def new() -> Any:
     """The empty form; its hidden id makes a double tap file one report, not two."""
-    now_local = to_local(utcnow()).strftime("%Y-%m-%dT%H:%M")
+    now_local = to_local(clock.now()).strftime("%Y-%m-%dT%H:%M")
     return _form_page({"id": new_uuid(), "discovered_at": now_local}, {})
 
 
@@ -94,15 +97,13 @@ def new() -> Any:
 @allow(Role.REPORTER)
 def create() -> Any:
     """File from the plain form post."""
-    now = utcnow()
-    session = get_session()
+    now = clock.now()
     try:
-        cleaned = clean_report(form_to_body(request.form), now)
-        filed = file_and_commit(current_user, cleaned, now)
-    except FilingError as exc:
-        session.rollback()
+        filed = file_and_commit(current_user, clean_report(form_to_body(request.form), now), now)
+    except (ValidationError, ReportIdConflictError) as exc:
         values = request.form.to_dict() | {"risk_flags": request.form.getlist("risk_flags")}
-        return _form_page(values, exc.fields or {"id": exc.message}, 422)
+        refusal = refusal_of(exc)
+        return _form_page(values, exc.fields or {"id": refusal.message}, refusal.status)
     return redirect(url_for("reports.show", report_id=filed.report.id, filed=1), 303)
 
 
@@ -110,12 +111,16 @@ def create() -> Any:
 @allow(SIGNED_IN)
 def show(report_id: str) -> Any:
     """The report, its notices and deadlines; outside the caller's scope: 404."""
-    report = get_session().scalars(visible_reports(current_user)
-                                   .where(Report.id == report_id)).first()
-    if report is None:
-        abort(404)
-    officer_notice = (notice_for_officer(get_session(), report, current_user)
-                      if current_user.role is Role.OFFICER else None)
+    return report_page(report_in_scope(report_id))
+
+
+def report_page(report: Report, errors: Fields | None = None, status: int = 200) -> Any:
+    """The report page (with an officer's action form and its errors, if any)."""
+    officer_notice = None
+    if current_user.role is Role.OFFICER:
+        with reading() as session:
+            officer_notice = notice_for_officer(session, report, current_user)
     return render_template("reports/show.html", report=report,
-                           view=report_json(report, utcnow()), officer_notice=officer_notice,
-                           actions=ACTIONS, is_receipt=request.args.get("filed") == "1")
+                           view=report_json(report, clock.now()), officer_notice=officer_notice,
+                           actions=OfficerAction, errors=errors or {},
+                           is_receipt=request.args.get("filed") == "1"), status

@@ -121,7 +121,7 @@ def test_acknowledge_button_logic_acknowledges_with_the_token(live_server, page,
     page.context.clear_cookies()  # the officer's session has expired: the token is enough
     result = page.evaluate(CLICK, ["acknowledge", message])
     assert result == {"acknowledged": True}
-    with live_server.app.extensions["besik.db"].transaction() as session:
+    with live_server.app.extensions["besik.db"].writing() as session:
         notice = session.scalars(select(Notice).where(Notice.id == message["notice_id"])).one()
         assert notice.ack_channel == "notification"
         assert notice.acknowledged_by.email == "officer@besik.example"

@@ -15,7 +15,7 @@ REPORTS = "/api/v1/reports"
 
 
 def stored(live_server: LiveServer) -> int:
-    with live_server.app.extensions["besik.db"].transaction() as session:
+    with live_server.app.extensions["besik.db"].writing() as session:
         return int(session.scalar(select(func.count()).select_from(Report)) or 0)
 
 
@@ -261,7 +261,7 @@ def test_unsent_report_waits_for_its_author_and_sign_out_asks_first(live_server,
     page.goto(f"{live_server.url}/reports/new")
     expect(outbox_items(page).first).to_have_attribute("data-outbox-status", "sent",
                                                       timeout=10_000)
-    with live_server.app.extensions["besik.db"].transaction() as session:
+    with live_server.app.extensions["besik.db"].writing() as session:
         report = session.scalars(select(Report)).one()
         assert report.reporter.email == "nurse@besik.example"
 
@@ -310,7 +310,7 @@ def test_phone_reports_its_outbox_and_shows_the_acknowledgement(live_server, pag
     fill_and_send(page)
     item = outbox_items(page).first
     expect(item).to_have_attribute("data-outbox-status", "sent", timeout=10_000)
-    with live_server.app.extensions["besik.db"].transaction() as session:
+    with live_server.app.extensions["besik.db"].writing() as session:
         notice = session.scalars(select(Notice)).one()
         notice.acknowledged_at = datetime.now(UTC)
         notice.acknowledged_by_id = session.scalars(

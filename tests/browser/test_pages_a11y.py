@@ -133,7 +133,7 @@ def test_report_filed_with_javascript_disabled_lands(
 
     assert live_server.count("POST", "/reports/new") == 1, live_server.requests
     database = live_server.app.extensions["besik.db"]
-    with database.session(write=False) as session:
+    with database.new_reader() as session:
         report = session.scalars(select(Report).where(Report.reference == reference[0])).one()
         reporter = session.get(User, report.reporter_id)
         assert reporter is not None and reporter.email == NURSE

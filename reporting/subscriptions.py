@@ -1,4 +1,4 @@
-"""Devices: phones' heartbeats (reports stuck on a phone) and browsers' push subscriptions."""
+"""Browsers' push subscriptions: registering and forgetting the devices that get alerts."""
 
 from __future__ import annotations
 
@@ -8,23 +8,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from . import audit
-from .models import Device, PushDelivery, PushSubscription, User
+from .models import PushDelivery, PushSubscription, User
 from .push import endpoint_host
-
-
-def heartbeat(session: Session, user: User, device_id: str, outbox_depth: int,
-              oldest_unsent_at: datetime | None, now: datetime) -> Device:
-    """Record a phone's outbox depth; flushes. Not audited: it changes no report's state."""
-    device = session.get(Device, device_id)
-    if device is None:
-        device = Device(id=device_id, user_id=user.id, last_seen_at=now)
-        session.add(device)
-    device.user_id, device.facility_id = user.id, user.facility_id
-    device.outbox_depth = outbox_depth
-    device.oldest_unsent_at = oldest_unsent_at if outbox_depth else None
-    device.last_seen_at = now
-    session.flush()
-    return device
+from .vocabulary import DeliveryStatus
 
 
 def subscribe(session: Session, user: User, endpoint: str, p256dh: str, auth: str,
@@ -52,8 +38,8 @@ def unsubscribe(session: Session, user: User, endpoint: str, now: datetime) -> b
     if row is None:
         return False
     session.execute(update(PushDelivery).where(PushDelivery.subscription_id == row.id,
-                                               PushDelivery.status == "pending")
-                    .values(status="gone"))
+                                               PushDelivery.status == DeliveryStatus.PENDING)
+                    .values(status=DeliveryStatus.GONE.value))
     session.delete(row)
     session.flush()
     audit.record(session, "push:unsubscribed", actor_id=user.id,

@@ -1,0 +1,77 @@
+"""The request body of every operation: one schema each, read by the API, the HTML forms and
+the OpenAPI document alike."""
+
+from __future__ import annotations
+
+from .schema import (
+    Choice,
+    DateField,
+    DateTimeField,
+    IINField,
+    IntField,
+    ListOf,
+    Obj,
+    Str,
+    UUIDField,
+)
+from .vocabulary import Circumstance, OfficerAction, ReportFilter, RiskFlag, Sex
+
+REFERENCE_PATTERN = r"[A-Z]{2,8}-[0-9]{4}-[0-9]{6,}"
+MAX_RESERVE = 10
+NOTE_LENGTH = 2000
+
+REPORT = Obj({
+    "id": UUIDField(required=True, description="Client-generated UUID; the idempotency key."),
+    "circumstance": Choice(Circumstance, required=True),
+    "discovered_at": DateTimeField(required=True, description="When staff learned of it."),
+    "filed_at": DateTimeField(description="The phone's clock at Send; defaults to receipt."),
+    "reference": Str(max_length=32, pattern=REFERENCE_PATTERN,
+                     description="A reference reserved for this facility."),
+    "child": Obj({
+        "sex": Choice(Sex, required=True),
+        "iin": IINField(),
+        "born_at": DateTimeField(),
+        "weight_g": IntField(minimum=200, maximum=8000),
+        "condition": Str(max_length=200),
+    }, required=True),
+    "mother": Obj({
+        "iin": IINField(),
+        "full_name": Str(max_length=200),
+        "birth_date": DateField(),
+        "citizenship": Str(max_length=2, pattern="[A-Z]{2}"),
+        "phone": Str(max_length=32, pattern=r"\+?[0-9 ()-]{5,31}"),
+        "address": Str(max_length=500),
+    }),
+    "risk_flags": ListOf(Choice(RiskFlag), max_items=len(RiskFlag)),
+    "notes": Str(max_length=4000),
+}, name="ReportIn")
+
+NOTE = Obj({"note": Str(max_length=NOTE_LENGTH)}, name="AcknowledgementIn")
+ACTION = Obj({"action": Choice(OfficerAction, required=True),
+              "note": Str(max_length=NOTE_LENGTH)}, name="ActionIn")
+ACK_TOKEN = Obj({"token": Str(max_length=100, required=True)}, name="AckTokenIn")
+RESERVE = Obj({"count": IntField(minimum=1, maximum=MAX_RESERVE, required=True)},
+              name="ReserveIn")
+HEARTBEAT = Obj({
+    "device_id": Str(max_length=64, pattern=r"[A-Za-z0-9._-]{8,64}", required=True),
+    "outbox_depth": IntField(minimum=0, maximum=100_000, required=True),
+    "oldest_unsent_at": DateTimeField(),
+}, name="HeartbeatIn")
+SUBSCRIPTION = Obj({
+    "endpoint": Str(max_length=1000, required=True),
+    "expirationTime": IntField(minimum=0, maximum=2**53),
+    "keys": Obj({"p256dh": Str(max_length=200, pattern=r"[A-Za-z0-9_=-]{40,200}",
+                               required=True),
+                 "auth": Str(max_length=100, pattern=r"[A-Za-z0-9_=-]{8,100}",
+                             required=True)}, required=True),
+}, name="SubscriptionIn")
+ENDPOINT = Obj({"endpoint": Str(max_length=1000, required=True)}, name="EndpointIn")
+
+# Query strings (validated by the same fields; every value arrives as text).
+REPORT_LIST_QUERY = Obj({
+    "state": Choice(ReportFilter),
+    "limit": IntField(minimum=1, maximum=100, from_text=True, description="Default 50."),
+    "cursor": Str(max_length=200, description="next_cursor of the previous page."),
+}, name="ReportListQuery")
+
+BODIES = (REPORT, NOTE, ACTION, ACK_TOKEN, RESERVE, HEARTBEAT, SUBSCRIPTION, ENDPOINT)

@@ -1,0 +1,50 @@
+"""API bearer tokens: shown once, stored as sha256, read from the Authorization header."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from flask import Request
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .models import ApiToken, User
+
+TOKEN_PREFIX = "bsk_"  # noqa: S105 - a label, not a secret
+
+
+def token_digest(token: str) -> str:
+    """What is stored for a token (API and acknowledgement tokens alike)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, user: User, name: str, now: datetime) -> str:
+    """A new bearer token for `user`; the clear token is returned once and never stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, name=name, token_hash=token_digest(token), created_at=now)
+    session.add(row)
+    session.flush()
+    audit.record(session, "token:created", actor_id=user.id, subject=f"token:{row.id}",
+                 data={"name": name}, now=now)
+    return token
+
+
+def bearer_token(req: Request) -> str | None:
+    """The token of an `Authorization: Bearer` header, if any."""
+    header = req.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+# Built once: every API request runs it, and building a statement costs more than running it.
+_TOKEN_USER = (select(User).join(ApiToken, ApiToken.user_id == User.id)
+               .where(ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None),
+                      User.is_active.is_(True)))
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The active user a live token belongs to."""
+    return session.scalars(_TOKEN_USER, {"digest": token_digest(token)}).first()
