@@ -7,13 +7,12 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 
-from .vocabulary import AckChannel, Circumstance, OfficerAction, RiskFlag, Sex
+from .vocabulary import Circumstance, OfficerAction, RiskFlag, Sex
 
 CIRCUMSTANCES = Circumstance.labels()
 SEXES = Sex.labels()
 RISK_FLAGS = RiskFlag.labels()
 ACTIONS = OfficerAction.labels()
-CHANNELS = AckChannel.labels()
 RULES: dict[str, Any] = {
     "report_to_guardianship": _l("Report to guardianship"),
     "acknowledge_notice": _l("Acknowledge the notice"),
