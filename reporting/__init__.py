@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, request, session
+from flask import Flask, current_app, request, session
 from flask_babel import Babel, get_locale
 from flask_login import current_user
 
@@ -110,6 +110,10 @@ def _security_headers(response: Any) -> Any:
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if not current_app.config["BESIK"].is_demo:
+        # Outside the demo Besik is served over TLS only: browsers must never try plain http.
+        response.headers.setdefault("Strict-Transport-Security",
+                                    "max-age=31536000; includeSubDomains")
     if request.path.startswith("/api/") or request.endpoint not in (None, "static"):
         # Personal data must not linger in shared caches or the browser's back button.
         response.headers.setdefault("Cache-Control", "no-store")

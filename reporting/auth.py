@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, Request, current_app, redirect, request, session, url_for
-from flask_login import LoginManager
+from flask_login import LoginManager, login_user
 
-from . import clock
-from .db import reading
-from .errors import HTTP_REFUSALS, error_response, wants_json
+from . import clock, throttle
+from .db import reading, writing
+from .errors import HTTP_REFUSALS, TooManyAttemptsError, error_response, wants_json
 from .models import User
 from .tokens import bearer_token, user_for_token
 
@@ -27,17 +27,20 @@ def init_login(app: Flask) -> None:
         # cookie riding along would authenticate it without the CSRF check.
         if bearer_token(request) is not None or not user_id.isdigit():
             return None
-        with reading() as session:
-            user = session.get(User, int(user_id))
-        return user if user is not None and user.is_active else None
+        with reading() as db:
+            user = db.get(User, int(user_id))
+        # A session from before the last sign-out (or deactivation) is over.
+        if user is None or not user.is_active \
+                or session.get(GENERATION) != user.session_generation:
+            return None
+        return user
 
     @manager.request_loader
     def _load_from_token(req: Request) -> User | None:
         token = bearer_token(req)
         if token is None:
             return None
-        with reading() as session:
-            return user_for_token(session, token)
+        return user_for_bearer_token(token, req.remote_addr)
 
     @manager.unauthorized_handler
     def _unauthorized() -> Any:
@@ -46,24 +49,55 @@ def init_login(app: Flask) -> None:
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
-SEEN_AT = "seen_at"
+SEEN_AT, SIGNED_IN_AT, GENERATION = "seen_at", "signed_in_at", "generation"
+
+
+def user_for_bearer_token(token: str, address: str | None) -> User | None:
+    """The token's user; a failure counts against the address, and an address over the
+    limit is refused before its token is even looked up (no guessing at full speed)."""
+    now, keys = clock.now(), (throttle.address_key(address, "token"),)
+    with reading() as db:
+        wait = throttle.seconds_to_wait(db, keys, now)
+        if wait is not None:
+            raise TooManyAttemptsError(wait)
+        user = user_for_token(db, token, now - current_app.config["BESIK"].token_lifetime)
+    if user is None:
+        with writing() as db:
+            throttle.record_failure(db, keys, now)
+    return user
+
+
+def start_session(user: User) -> None:
+    """Sign `user` in on a fresh cookie session (no fixation), tied to their generation."""
+    fresh_session()
+    login_user(user)
+    session.permanent = True
+    now = clock.now().isoformat()
+    session.update({GENERATION: user.session_generation, SIGNED_IN_AT: now, SEEN_AT: now})
 
 
 def end_idle_session() -> None:
-    """before_request: a signed-in session idle for longer than allowed is over.
-
-    Judged on the server's clock: the cookie's own expiry is the browser's business.
-    """
+    """before_request: a signed-in session idle too long, or older than its absolute
+    lifetime, is over. Judged on the server's clock, not the cookie's expiry."""
     if "_user_id" not in session:
         return
     now = clock.now()
-    idle = current_app.config["BESIK"].session_idle_seconds
-    seen_at = session.get(SEEN_AT)
-    if isinstance(seen_at, str) and (
-            now - datetime.fromisoformat(seen_at)).total_seconds() > idle:
+    settings = current_app.config["BESIK"]
+    if _older_than(session.get(SEEN_AT), settings.session_idle_seconds, now) \
+            or _older_than(session.get(SIGNED_IN_AT), settings.session_max_seconds, now):
         fresh_session()
         return
     session[SEEN_AT] = now.isoformat()
+
+
+def _older_than(stamp: object, seconds: int, now: datetime) -> bool:
+    # A session without the stamp predates it: treat it as expired.
+    if not isinstance(stamp, str):
+        return True
+    try:
+        return (now - datetime.fromisoformat(stamp)).total_seconds() > seconds
+    except (ValueError, TypeError):
+        return True
 
 
 def fresh_session() -> None:

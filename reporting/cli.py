@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, clock, demo
+from .accounts import deactivate, find_user, revoke_tokens
 from .db import get_db, reading, writing
 from .migrate import upgrade
 from .models import Agency, Facility, Region, Role, User
@@ -27,8 +28,8 @@ T = TypeVar("T", Facility, Agency, Region)
 
 def register(app: Flask) -> None:
     """Attach the commands to the app."""
-    for command in (init_db, seed_demo, create_user, create_token_cmd, policy, audit_verify,
-                    worker, vapid_keys):
+    for command in (init_db, seed_demo, create_user, create_token_cmd, deactivate_user,
+                    revoke_tokens_cmd, policy, audit_verify, worker, vapid_keys):
         app.cli.add_command(command)
 
 
@@ -112,11 +113,38 @@ def _bad_input(message: str) -> NoReturn:
 def create_token_cmd(email: str, label: str) -> None:
     """Print a new API bearer token (shown once, stored hashed)."""
     with writing() as session:
-        user = session.scalar(select(User).where(User.email == email.strip().lower()))
+        user = find_user(session, email)
         if user is None:
             _bad_input(f"no user with email {email}")
         token = create_token(session, user, label, clock.now())
     click.echo(token)
+
+
+@click.command("deactivate-user")
+@click.option("--email", required=True)
+@with_appcontext
+def deactivate_user(email: str) -> None:
+    """The user can no longer sign in; their sessions and tokens stop at once."""
+    with writing() as session:
+        user = find_user(session, email)
+        if user is None:
+            _bad_input(f"no user with email {email}")
+        deactivate(session, user, actor_id=None, now=clock.now())
+        revoke_tokens(session, user, actor_id=None, now=clock.now())
+    click.echo(f"deactivated {email.strip().lower()}")
+
+
+@click.command("revoke-tokens")
+@click.option("--email", required=True)
+@with_appcontext
+def revoke_tokens_cmd(email: str) -> None:
+    """Every API token of the user stops working."""
+    with writing() as session:
+        user = find_user(session, email)
+        if user is None:
+            _bad_input(f"no user with email {email}")
+        count = revoke_tokens(session, user, actor_id=None, now=clock.now())
+    click.echo(f"revoked {count} token(s) of {email.strip().lower()}")
 
 
 @click.group("policy")

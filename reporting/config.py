@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -16,6 +18,9 @@ DEFAULT_PUSH_HOSTS = (
     "web.push.apple.com",
     "wns2-by3p.notify.windows.com",
 )
+
+
+MIN_SECRET_BYTES = 32
 
 
 class ConfigError(RuntimeError):
@@ -35,7 +40,15 @@ class Settings:
     push_allowed_hosts: tuple[str, ...] = DEFAULT_PUSH_HOSTS
     worker_poll_seconds: float = 1.0
     session_idle_seconds: int = 30 * 60
+    # However active, a browser session ends this long after sign-in.
+    session_max_seconds: int = 12 * 3600
+    token_days: int = 90
     max_body_bytes: int = 64 * 1024
+
+    @property
+    def token_lifetime(self) -> timedelta:
+        """How long an API bearer token works after it was issued."""
+        return timedelta(days=self.token_days)
 
     @property
     def is_demo(self) -> bool:
@@ -43,17 +56,26 @@ class Settings:
         return self.env == "demo"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] = os.environ,
+                 instance: Path = REPO_ROOT / "instance") -> Settings:
         """Build settings from environment variables; fail loudly on anything missing."""
         env = environ.get("BESIK_ENV", "production")
         if env not in ("production", "demo"):
             raise ConfigError(f"BESIK_ENV must be 'production' or 'demo', not {env!r}")
-        instance = REPO_ROOT / "instance"
         secret = environ.get("SECRET_KEY", "")
         if not secret:
             if env != "demo":
                 raise ConfigError("SECRET_KEY is required (or set BESIK_ENV=demo for the demo)")
-            secret = "besik-demo-secret-not-for-production"  # noqa: S105 - demo only
+            secret = _demo_secret(instance)
+        elif env != "demo" and len(secret.encode()) < MIN_SECRET_BYTES:
+            # A short key can be guessed offline from one signed cookie, then sessions forged.
+            raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes")
+        try:
+            token_days = int(environ.get("TOKEN_DAYS", "90"))
+        except ValueError as exc:
+            raise ConfigError("TOKEN_DAYS must be a whole number of days") from exc
+        if token_days < 1:
+            raise ConfigError("TOKEN_DAYS must be at least 1")
         subject = environ.get("VAPID_SUBJECT", "mailto:alerts@besik.example")
         if not subject.startswith(("mailto:", "https:")):
             raise ConfigError("VAPID_SUBJECT must be a mailto: or https: URL")
@@ -77,4 +99,17 @@ class Settings:
                 else DEFAULT_PUSH_HOSTS
             ),
             worker_poll_seconds=poll,
+            token_days=token_days,
         )
+
+
+def _demo_secret(instance: Path) -> str:
+    """The demo's own random key, kept in instance/: never a published constant, which
+    would let anyone forge an admin's session on a demo pilot."""
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as key_file:
+            key_file.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

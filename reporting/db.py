@@ -29,11 +29,14 @@ _WRITE = {"besik_write": True}
 
 def make_engine(url: str) -> Engine:
     """An engine tuned for the database behind `url`."""
+    # hide_parameters: an error must never write a child's or a mother's details to a log.
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                               hide_parameters=True)
         _tune_sqlite(engine, make_url(url).database)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                         hide_parameters=True)
 
 
 def _tune_sqlite(engine: Engine, path: str | None) -> None:

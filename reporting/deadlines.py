@@ -110,10 +110,15 @@ DEFAULT_POLICY: tuple[Rule, ...] = (
         starts_on=Event.DISCOVERED,
         duration=Duration(1, Unit.HOURS),
         responsible="facility",
-        basis=(
-            "Marriage and Family Code art. 118; Law 110-VIII; statutory outer bound "
-            "3 working days (internal target 1 hour)"
-        ),
+        basis="Marriage and Family Code art. 118; Law 110-VIII (internal target: 1 hour)",
+        is_basis_verified=False,
+    ),
+    Rule(
+        name="report_to_guardianship_statutory",
+        starts_on=Event.DISCOVERED,
+        duration=Duration(3, Unit.WORKING_DAYS),
+        responsible="facility",
+        basis="Marriage and Family Code art. 118 (statutory outer bound)",
         is_basis_verified=False,
     ),
     Rule(

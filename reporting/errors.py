@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from flask import Flask, Request, Response, jsonify, render_template, request
+from flask import Flask, Request, Response, jsonify, make_response, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -62,6 +62,26 @@ class ReportIdConflictError(BesikError):
     """The id was already used by a different report."""
 
 
+class NoticeNotAcknowledgedError(BesikError):
+    """An officer acts on a notice before acknowledging it."""
+
+
+class ReportClosedError(BesikError):
+    """The report is closed: nothing more is recorded on it."""
+
+
+class SubscriptionTakenError(BesikError):
+    """The push endpoint is registered to another user."""
+
+
+class TooManyAttemptsError(BesikError):
+    """Too many failed sign-ins or tokens from this account or address: wait."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
 class AckTokenError(BesikError):
     """An acknowledgement token that is unknown, used, expired or for another notice."""
 
@@ -87,6 +107,13 @@ REFUSALS: dict[type[BesikError], Refusal] = {
     NoFacilityError: Refusal(403, "no_facility", _l("Your account belongs to no facility.")),
     ReportIdConflictError: Refusal(409, "id_conflict",
                                    _l("A different report was already filed with this id.")),
+    NoticeNotAcknowledgedError: Refusal(409, "not_acknowledged",
+                                        _l("Acknowledge the notice before recording actions.")),
+    ReportClosedError: Refusal(409, "report_closed", _l("This report is closed.")),
+    SubscriptionTakenError: Refusal(409, "subscription_taken",
+                                    _l("This device is registered to another account.")),
+    TooManyAttemptsError: Refusal(429, "rate_limited",
+                                  _l("Too many failed attempts: try again later.")),
     AckTokenError: Refusal(403, "forbidden",
                            _l("This acknowledgement link is used, expired or not valid.")),
     PushUnavailableError: Refusal(503, "push_unavailable",
@@ -142,7 +169,11 @@ def _answer(refusal: Refusal, fields: Fields | None = None, page_message: Any = 
 
 
 def _handle_besik(exc: BesikError) -> Any:
-    return _answer(refusal_of(exc), exc.fields)
+    body, status = _answer(refusal_of(exc), exc.fields)
+    response = make_response(body, status)
+    if isinstance(exc, TooManyAttemptsError):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _handle_http(exc: HTTPException) -> Any:

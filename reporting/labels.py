@@ -15,6 +15,7 @@ RISK_FLAGS = RiskFlag.labels()
 ACTIONS = OfficerAction.labels()
 RULES: dict[str, Any] = {
     "report_to_guardianship": _l("Report to guardianship"),
+    "report_to_guardianship_statutory": _l("Report to guardianship (statutory bound)"),
     "acknowledge_notice": _l("Acknowledge the notice"),
     "examine_child": _l("Examine the child"),
     "inform_police": _l("Inform the police"),

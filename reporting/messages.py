@@ -14,8 +14,12 @@ from .present import iso
 from .vocabulary import Circumstance, DeliveryKind
 
 
-def payload(delivery: PushDelivery, token: str | None, locale: str | None) -> dict[str, Any]:
-    """The push message (CONTRACT §7), in the recipient's language; no names, no IINs."""
+def payload(delivery: PushDelivery, token: str | None, locale: str | None, *,
+            is_agency_member: bool = True) -> dict[str, Any]:
+    """The push message (CONTRACT §7), in the recipient's language; no names, no IINs.
+
+    Someone outside the notice's agency (an admin) is told whom to call, not asked to
+    acknowledge."""
     with force_locale(locale or "en"):
         notice = delivery.notice
         if notice is None:
@@ -30,6 +34,9 @@ def payload(delivery: PushDelivery, token: str | None, locale: str | None) -> di
             title = _("Not acknowledged: %(ref)s", ref=report.reference)
             body = _("%(agency)s has not acknowledged this report (due %(time)s).",
                      agency=notice.agency.name, time=due)
+            if not is_agency_member:
+                body += " " + _("Call %(agency)s: %(phone)s.", agency=notice.agency.name,
+                                phone=notice.agency.phone or "—")
         elif delivery.kind == DeliveryKind.REMINDER and notice.acknowledged_at is not None:
             title = _("Reminder: examine the child, %(ref)s", ref=report.reference)
             body = _("The examination deadline is near.")

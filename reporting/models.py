@@ -15,6 +15,7 @@ from sqlalchemy import (
     Dialect,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
@@ -147,6 +148,8 @@ class User(Base):
     is_head: Mapped[bool] = mapped_column(Boolean, default=False)
     locale: Mapped[str | None] = mapped_column(String(8))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped at sign-out, password change and deactivation: every older session ends.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[utc] = mapped_column(default=clock.now)
     facility: Mapped[Facility | None] = relationship()
     agency: Mapped[Agency | None] = relationship()
@@ -426,3 +429,15 @@ class ReportAction(Base):
     note: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[utc]
     user: Mapped[User] = relationship()
+
+
+class FailedAttempt(Base):
+    """A failed sign-in or bearer token, by what it counts against ("account:<email>",
+    "address:<ip>", "token:<ip>"): the counters every web process and host share."""
+
+    __tablename__ = "failed_attempts"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    key: Mapped[str] = mapped_column(String(300))
+    at: Mapped[utc]
+    __table_args__ = (Index("ix_failed_attempts_key_at", "key", "at"),)

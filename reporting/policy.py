@@ -34,17 +34,28 @@ def rule_from_dict(data: dict[str, Any]) -> Rule:
 
 
 def ensure_default_policy(session: Session, now: datetime) -> PolicyVersion:
-    """Create version 1 from the defaults when no policy exists yet."""
+    """Create version 1 from the defaults when no policy exists yet; add, as a new version,
+    any default rule that a later release brought and the policy in force lacks."""
     version = latest_version(session)
-    if version is not None:
+    if version is None:
+        version = PolicyVersion(created_at=now, rules=[rule_to_dict(r) for r in DEFAULT_POLICY],
+                                note="default policy")
+        session.add(version)
+        session.flush()
+        audit.record(session, "policy:created", actor_id=None, subject=f"policy:{version.id}",
+                     data={"rules": version.rules}, now=now)
         return version
-    version = PolicyVersion(created_at=now, rules=[rule_to_dict(r) for r in DEFAULT_POLICY],
-                            note="default policy")
-    session.add(version)
+    present = {rule["name"] for rule in version.rules}
+    missing = [rule_to_dict(r) for r in DEFAULT_POLICY if r.name not in present]
+    if not missing:
+        return version
+    added = PolicyVersion(created_at=now, rules=[*version.rules, *missing],
+                          note="new default rules: " + ", ".join(r["name"] for r in missing))
+    session.add(added)
     session.flush()
-    audit.record(session, "policy:created", actor_id=None, subject=f"policy:{version.id}",
-                 data={"rules": version.rules}, now=now)
-    return version
+    audit.record(session, "policy:changed", actor_id=None, subject=f"policy:{added.id}",
+                 data={"added": missing, "previous_version": version.id}, now=now)
+    return added
 
 
 # Statements read on every filing are built once: building one costs more than running it.

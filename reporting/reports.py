@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -42,6 +42,7 @@ from .routing import notice_audit_entries, open_notices, routes_for
 from .vocabulary import DeliveryKind
 
 MAX_FUTURE = timedelta(minutes=5)
+EARLIEST_REPORT = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,12 @@ def clean_report(data: Any, now: datetime) -> dict[str, Any]:
     discovered = cleaned.get("discovered_at")
     if discovered is not None and discovered > now + MAX_FUTURE:
         errors["discovered_at"] = _l("Cannot be more than 5 minutes in the future.")
+    # Besik did not exist before 2024, and the law it serves dates from 2024. A phone whose
+    # clock runs ahead still files: filed_at later than receipt is judged on received_at.
+    for name in ("discovered_at", "filed_at"):
+        moment = cleaned.get(name)
+        if moment is not None and moment < EARLIEST_REPORT:
+            errors[name] = _l("Cannot be before %(date)s.", date="2024-01-01")
     if errors:
         raise ReportInvalidError(errors)
     return cleaned
@@ -176,8 +183,10 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
         content_hash=content_hash(cleaned),
     )
     notices = open_notices(report, plan.routes, plan.rules, plan.calendar, now)
-    _start_report_deadlines(report, plan.rules, plan.calendar, has_police=any(
-        n.agency.kind is AgencyKind.POLICE for n in notices))
+    kinds = {n.agency.kind for n in notices}
+    _start_report_deadlines(report, plan.rules, plan.calendar,
+                            has_guardianship=AgencyKind.GUARDIANSHIP in kinds,
+                            has_police=AgencyKind.POLICE in kinds)
     alerted = [d for n in notices for d in alerts.deliveries_for(
         plan.subscribers[n.agency.id], n, DeliveryKind.NOTICE, now)]
     insert_new(session, [report, *notices, *report.deadlines, *alerted])
@@ -190,15 +199,18 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
 
 
 def _start_report_deadlines(report: Report, rules: dict[str, Rule], calendar: Calendar, *,
-                            has_police: bool) -> None:
+                            has_guardianship: bool, has_police: bool) -> None:
     for rule in rules.values():
         if rule.starts_on is not Event.DISCOVERED:
             continue
         if rule.needs_risk_flag and not report.risk_flags:
             continue
-        # Filing meets the reporting rule; routing to the police meets inform_police.
-        met_at = report.reported_at if not rule.needs_risk_flag else (
-            report.received_at if has_police else None)
+        # Filing meets the reporting rules only when a guardianship agency was notified (a
+        # report routed nowhere reached nobody); routing to the police meets inform_police.
+        if rule.needs_risk_flag:
+            met_at = report.received_at if has_police else None
+        else:
+            met_at = report.reported_at if has_guardianship else None
         Deadline(report=report, report_id=report.id, rule=rule.name,
                  due_at=due_at(report.discovered_at, rule.duration, calendar),
                  met_at=met_at, basis=rule.basis, is_basis_verified=rule.is_basis_verified)

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from . import audit
+from .errors import SubscriptionTakenError
 from .models import PushDelivery, PushSubscription, User
 from .push import endpoint_host
 from .vocabulary import DeliveryStatus
@@ -15,14 +16,19 @@ from .vocabulary import DeliveryStatus
 
 def subscribe(session: Session, user: User, endpoint: str, p256dh: str, auth: str,
               user_agent: str | None, now: datetime) -> PushSubscription:
-    """Register (or move to this user) a browser's push subscription; flushes and audits."""
+    """Register a browser's push subscription, or renew its keys; flushes and audits.
+
+    An endpoint registered to someone else is refused: taking it over would send that
+    person's alerts, encrypted to the caller's keys, to the caller."""
     row = session.scalars(select(PushSubscription)
                           .where(PushSubscription.endpoint == endpoint)).first()
     if row is None:
         row = PushSubscription(endpoint=endpoint, created_at=now, user_id=user.id,
                                p256dh=p256dh, auth=auth)
         session.add(row)
-    row.user_id, row.p256dh, row.auth = user.id, p256dh, auth
+    elif row.user_id != user.id:
+        raise SubscriptionTakenError()
+    row.p256dh, row.auth = p256dh, auth
     row.user_agent = (user_agent or "")[:300] or None
     session.flush()
     audit.record(session, "push:subscribed", actor_id=user.id,

@@ -42,9 +42,12 @@ def bearer_token(req: Request) -> str | None:
 # Built once: every API request runs it, and building a statement costs more than running it.
 _TOKEN_USER = (select(User).join(ApiToken, ApiToken.user_id == User.id)
                .where(ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None),
+                      ApiToken.created_at > bindparam("issued_after"),
                       User.is_active.is_(True)))
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    """The active user a live token belongs to."""
-    return session.scalars(_TOKEN_USER, {"digest": token_digest(token)}).first()
+def user_for_token(session: Session, token: str, issued_after: datetime) -> User | None:
+    """The active user a live token belongs to (a token issued before `issued_after` has
+    expired)."""
+    return session.scalars(_TOKEN_USER, {"digest": token_digest(token),
+                                         "issued_after": issued_after}).first()

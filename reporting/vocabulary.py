@@ -59,11 +59,15 @@ class RiskFlag(Term):
 
 
 class OfficerAction(Term):
+    """What an officer records; each belongs to one kind of agency (actions.ACTIONS_OF)."""
+
     EXAMINED = "examined", _l("Child examined")
     PLACED = "placed", _l("Child placed")
     REGISTERED = "registered", _l("Registered in the data bank")
     POLICE_INFORMED = "police_informed", _l("Police informed")
     CLOSED = "closed", _l("Case closed")
+    INVESTIGATION_OPENED = "investigation_opened", _l("Investigation opened")
+    NO_OFFENCE_FOUND = "no_offence_found", _l("No offence found")
 
 
 class AckChannel(Term):

@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from . import alerts, clock, messages, push
+from . import alerts, clock, messages, push, throttle
 from .acknowledgements import issue_ack_token
 from .config import Settings
 from .db import Database
-from .models import PushAttempt, PushDelivery, PushSubscription, User
+from .models import PushAttempt, PushDelivery, PushSubscription, Role, User
 from .vocabulary import DeliveryStatus
 
 log = logging.getLogger("besik.worker")
@@ -57,6 +57,7 @@ class Worker:
         with self.db.writing() as session:
             result.escalated = alerts.escalate_due(session, now or clock.now())
             result.reminded = alerts.remind_examination(session, now or clock.now())
+            throttle.forget_old(session, now or clock.now())
         while True:
             claimed = self.claim(now or clock.now())
             for delivery_id in claimed:
@@ -120,10 +121,16 @@ class Worker:
                 delivery.status, delivery.lease_until = DeliveryStatus.GONE.value, None
                 return None
             user = session.get(User, delivery.user_id)
+            notice = delivery.notice
+            is_member = (notice is not None and user is not None and user.is_active
+                         and user.role is Role.OFFICER and user.agency_id == notice.agency_id)
             token = None
-            if delivery.notice is not None and delivery.notice.acknowledged_at is None:
-                token = issue_ack_token(session, delivery.notice.id, delivery.user_id, now)
-            message = messages.payload(delivery, token, user.locale if user else None)
+            # Only an officer of the notice's own agency may acknowledge for it: an admin's
+            # escalation says whom to call instead.
+            if notice is not None and is_member and notice.acknowledged_at is None:
+                token = issue_ack_token(session, notice.id, delivery.user_id, now)
+            message = messages.payload(delivery, token, user.locale if user else None,
+                                       is_agency_member=is_member)
             session.expunge(subscription)
         return subscription, message
 

@@ -35,7 +35,8 @@ def test_nurse_files_a_report_with_the_three_required_facts(client, nurse, app):
     assert data["received_at"].endswith("Z")
     assert [n["agency"]["code"] for n in data["notices"]] == ["GRD-AST-YES"]
     rules = {d["rule"]: d for d in data["deadlines"]}
-    assert set(rules) == {"report_to_guardianship", "acknowledge_notice", "examine_child"}
+    assert set(rules) == {"report_to_guardianship", "report_to_guardianship_statutory",
+                          "acknowledge_notice", "examine_child"}
     assert rules["report_to_guardianship"]["state"] == "met"
     assert rules["examine_child"]["basis_verified"] is False
 
@@ -191,7 +192,7 @@ def test_same_id_with_other_content_is_409_and_the_stored_report_unchanged(clien
     assert stored["circumstance"] == "written_refusal"
     assert stored["reference"] == first["reference"]
     assert count(app, Report) == 1
-    assert count(app, Deadline) == 3
+    assert count(app, Deadline) == 4  # the first report's, and no more
 
 
 def test_same_id_from_another_nurse_is_409(client, nurse, app):

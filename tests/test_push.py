@@ -323,6 +323,7 @@ def test_a_killed_workers_claims_are_sent_after_its_lease(client, app, nurse, pu
 def test_actions_meet_their_deadlines_and_closing_closes(client, app, nurse):
     report = file(client, nurse)
     officer = bearer(app, "officer@besik.example")
+    client.post(f"/api/v1/reports/{report['id']}/acknowledge", headers=officer)
     url = f"/api/v1/reports/{report['id']}/actions"
     assert client.post(url, json={"action": "teleported"}, headers=officer).status_code == 422
     response = client.post(url, json={"action": "examined", "note": "healthy"}, headers=officer)

@@ -68,7 +68,9 @@ def test_filing_is_not_held_up_while_audit_verify_walks_a_long_chain(app, settin
     assert int(output[0].split()[1]) > CHAIN_LENGTH
     took = float(output[1].split()[1])
     assert filed_while_verifying >= 3, f"verification took {took} s: too short to overlap"
-    assert slowest < 0.25, f"a filing waited {slowest:.3f} s behind audit-verify ({took} s)"
+    # Behind a verification that held the write lock, a filing would wait about as long as
+    # the whole walk; on a busy machine a filing alone can take a few hundred milliseconds.
+    assert slowest < min(took / 2, 1.0), f"a filing took {slowest:.3f} s; the walk {took} s"
 
 
 def test_read_only_commands_run_while_a_writer_holds_the_lock(app):

@@ -6,6 +6,7 @@ caller's scope (outside it: 404).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -22,15 +23,34 @@ from ..models import Notice, Report, User
 from ..reports import Filed, already_filed, file_report, plan_filing
 from ..schema import Obj
 
+# No request of this API nests deeper than a few levels; a body nested thousands deep would
+# exhaust the parser's recursion (a 500) before any schema could refuse it.
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
 
 def json_body() -> Any:
-    """The request's JSON: NotJSONError when it is not JSON, MalformedJSONError when unreadable."""
+    """The request's JSON: NotJSONError when it is not JSON, MalformedJSONError when unreadable
+    or nested deeper than MAX_JSON_DEPTH."""
     if not request.is_json:
         raise NotJSONError()
+    if json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
+        raise MalformedJSONError()
     try:
         return request.get_json()
     except BadRequest:
         raise MalformedJSONError() from None
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep the brackets of a JSON text nest (strings ignored); no parsing needed."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return raw.count(b"[") + raw.count(b"{")  # an upper bound, and cheap: most bodies
+    depth = deepest = 0
+    for bracket in re.findall(rb"[\[\]{}]", _JSON_STRING.sub(b"", raw)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def validated(schema: Obj) -> dict[str, Any]:

@@ -222,7 +222,7 @@ def list_subscriptions() -> Any:
 @bp.post("/push/subscriptions")
 @allow(SIGNED_IN)
 @operation("Register a browser's push subscription", body=SUBSCRIPTION, status=201,
-           returns="SubscriptionCreated")
+           returns="SubscriptionCreated", errors=(409,))
 def subscribe() -> Any:
     """Register a browser's PushSubscription; only allow-listed push services (no SSRF)."""
     data = validated(SUBSCRIPTION)
@@ -278,13 +278,14 @@ def acknowledge_report(report_id: str) -> Any:
 
 @bp.post("/reports/<report_id>/actions")
 @allow(Role.OFFICER)
-@operation("Record what the officer did", body=ACTION, status=201, returns="ActionOut")
+@operation("Record what the officer did", body=ACTION, status=201, returns="ActionOut",
+           errors=(409,))
 def record_report_action(report_id: str) -> Any:
     """Record what the officer did; it meets the matching deadline."""
     data = validated(ACTION)
-    report, notice = officers_report_and_notice(report_id)
+    _, notice = officers_report_and_notice(report_id)
     with writing() as session:
-        row = record_action(session, report.id, notice.id, current_user, data["action"],
+        row = record_action(session, notice.id, current_user, data["action"],
                             data.get("note"), clock.now())
         return jsonify(action_json(row)), 201
 

@@ -73,11 +73,11 @@ def action_from_report(report_id: str) -> Any:
     report, notice = officers_report_and_notice(report_id)
     try:
         data = ACTION.clean({k: v for k, v in request.form.items() if k in ACTION.fields})
+        with writing() as session:
+            record_action(session, notice.id, current_user, data["action"],
+                          data.get("note"), clock.now())
     except ValidationError as exc:
         return report_page(report, exc.fields, 422)
-    with writing() as session:
-        record_action(session, report.id, notice.id, current_user, data["action"],
-                      data.get("note"), clock.now())
     return redirect(url_for("reports.show", report_id=report_id), 303)
 
 

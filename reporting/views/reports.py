@@ -12,6 +12,7 @@ from werkzeug.datastructures import MultiDict
 from .. import clock, labels
 from ..access import SIGNED_IN, allow
 from ..acknowledgements import notice_for_officer
+from ..actions import ACTIONS_OF
 from ..db import reading
 from ..deadlines import ALMATY, exact_seconds, to_local
 from ..errors import Fields, ReportIdConflictError, ValidationError, refusal_of
@@ -20,7 +21,7 @@ from ..policy import current_rules
 from ..present import report_json
 from ..reports import clean_report
 from ..routing import routes_for
-from ..vocabulary import Circumstance, OfficerAction, RiskFlag, Sex
+from ..vocabulary import Circumstance, RiskFlag, Sex
 from . import file_and_commit, report_in_scope
 
 bp = Blueprint("reports", __name__)
@@ -120,7 +121,8 @@ def report_page(report: Report, errors: Fields | None = None, status: int = 200)
     if current_user.role is Role.OFFICER:
         with reading() as session:
             officer_notice = notice_for_officer(session, report, current_user)
+    actions = ACTIONS_OF[officer_notice.agency.kind] if officer_notice else ()
     return render_template("reports/show.html", report=report,
                            view=report_json(report, clock.now()), officer_notice=officer_notice,
-                           actions=OfficerAction, errors=errors or {},
+                           actions=actions, errors=errors or {},
                            is_receipt=request.args.get("filed") == "1"), status
