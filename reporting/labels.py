@@ -66,6 +66,13 @@ def outbox_strings() -> dict[str, str]:
         "correct": _("Correct"),
         "conflict": _("Refused: another report already has this id"),
         "forbidden": _("Refused: this account may not file reports"),
+        "too_large": _("Refused: the report is too large. Shorten the notes and send it again."),
+        "unreadable": _("Refused: the server could not read this report. Reload the page and "
+                        "send it again."),
+        "discard": _("Discard"),
+        "discard_confirm": _("Delete this report from the phone? It was not delivered: the "
+                             "guardianship authority does not have it."),
+        "send_now": _("Send now"),
         "reference": _("Reference %(ref)s"),
         "no_reference": _("The reference is assigned when it is sent"),
         "logout_confirm": _("%(n)s reports are saved on this phone and not yet sent. They "

@@ -18,8 +18,8 @@ bp = Blueprint("pwa", __name__)
 # The app shell: what a nurse needs to file with no network. Report pages are never cached:
 # they hold a child's and a mother's personal data.
 SHELL_PAGES = ("/reports/new", "/offline")
-SHELL_STATIC = ("css/besik.css", "js/outbox.js", "js/app.js", "js/inbox.js", "icons/icon-192.png",
-                "icons/icon-512.png", "icons/maskable-512.png")
+SHELL_STATIC = ("css/besik.css", "js/page.js", "js/api.js", "js/outbox.js", "js/app.js",
+                "js/inbox.js", "icons/icon-192.png", "icons/icon-512.png", "icons/maskable-512.png")
 
 
 @functools.cache

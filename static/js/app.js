@@ -1,27 +1,28 @@
 /* Besik on the nurse's phone: Send report writes to the outbox first, then tries the
  * network; the outbox list says honestly where each report is. Without this script the
- * form still posts to the server. */
+ * form still posts to the server. Needs page.js, api.js and outbox.js loaded first. */
 (function () {
   "use strict";
 
+  var page = window.BesikPage;
+  var api = window.BesikApi;
   var outbox = window.BesikOutbox;
   var form = document.getElementById("report-form");
-  if (!outbox || !form || !window.indexedDB) return;
+  if (!page || !api || !outbox || !form || !window.indexedDB) return;
 
-  var T = JSON.parse(document.getElementById("besik-strings").textContent);
+  var T = page.strings();
+  var fill = page.fill;
   var me = {
     id: parseInt(form.dataset.userId, 10), name: form.dataset.userName,
     facility: form.dataset.facility,
     deadlineMs: form.dataset.deadlineSeconds ? parseInt(form.dataset.deadlineSeconds, 10) * 1000 : null,
+    deadlineFrom: form.dataset.deadlineFrom,
     agency: form.dataset.agencyName, phone: form.dataset.agencyPhone
   };
-  var lang = document.documentElement.lang || "en";
-  var clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hour12: false, timeZone: "Asia/Almaty" });
+  var clock = page.clock(document.documentElement.lang);
   var HEARTBEAT_MS = 5 * 60 * 1000;
+  var TICK_MS = 30 * 1000;
 
-  function fill(text, values) {
-    return text.replace(/%\((\w+)\)s/g, function (_, key) { return values[key]; });
-  }
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
@@ -34,40 +35,69 @@
     return fill(T.hours, { h: Math.floor(minutes / 60), m: minutes % 60 });
   }
 
-  // --- the report body: the same field names and rules as the server's form mapping ------
-  function almatyIso(local) {
-    // <input type=datetime-local> has no zone: the nurse means Kazakhstan time (UTC+5).
-    return local ? (local.length === 16 ? local + ":00" : local) + "+05:00" : "";
+  // --- the report body, from the form's own controls -------------------------------------
+  // The template is the one list of fields: a name with a dot is a path ("child.sex"),
+  // checkboxes of one name make a list, datetime-local is Almaty time, data-integer a whole
+  // number. Hidden inputs belong to the plain form post (its CSRF token and id), not to the API.
+  function controls() {
+    return Array.prototype.filter.call(form.elements, function (input) {
+      return input.name && input.type !== "hidden" && input.type !== "submit" && input.type !== "button";
+    });
+  }
+  function getPath(body, name) {
+    return name.split(".").reduce(function (node, key) { return node == null ? undefined : node[key]; }, body);
+  }
+  function setPath(body, name, value) {
+    var keys = name.split(".");
+    var node = body;
+    keys.slice(0, -1).forEach(function (key) { node = node[key] = node[key] || {}; });
+    node[keys[keys.length - 1]] = value;
   }
   function bodyFromForm() {
-    var data = new FormData(form);
-    var body = { child: {} };
-    var text = ["circumstance", "child.sex", "child.iin", "child.condition", "mother.iin",
-      "mother.full_name", "mother.birth_date", "mother.citizenship", "mother.phone",
-      "mother.address", "notes"];
-    function set(name, value) {
-      var parts = name.split(".");
-      if (parts.length === 2) { body[parts[0]] = body[parts[0]] || {}; body[parts[0]][parts[1]] = value; }
-      else body[name] = value;
-    }
-    text.forEach(function (name) { var v = (data.get(name) || "").trim(); if (v) set(name, v); });
-    ["discovered_at", "child.born_at"].forEach(function (name) {
-      var v = (data.get(name) || "").trim(); if (v) set(name, almatyIso(v));
+    var body = {};
+    controls().forEach(function (input) {
+      if (input.type === "checkbox") {
+        if (input.checked) setPath(body, input.name, (getPath(body, input.name) || []).concat([input.value]));
+        return;
+      }
+      if (input.type === "radio" && !input.checked) return;
+      var value = (input.value || "").trim();
+      if (!value) return;
+      if (input.type === "datetime-local") value = page.almatyIso(value);
+      else if ("integer" in input.dataset && /^\d+$/.test(value)) value = parseInt(value, 10);
+      setPath(body, input.name, value); // a non-number stays text: the server names the field
     });
-    var weight = (data.get("child.weight_g") || "").trim();
-    if (weight) set("child.weight_g", /^\d+$/.test(weight) ? parseInt(weight, 10) : weight);
-    var flags = data.getAll("risk_flags");
-    if (flags.length) body.risk_flags = flags;
     return body;
+  }
+  function missingRequired(body) {
+    var missing = [];
+    controls().forEach(function (input) {
+      if (input.required && getPath(body, input.name) === undefined && missing.indexOf(input.name) < 0) {
+        missing.push(input.name);
+      }
+    });
+    return missing;
+  }
+  // The name a person reads for a field: its label, or its group's legend.
+  function fieldLabel(name) {
+    var input = form.querySelector('[name="' + name + '"]');
+    if (!input) return name;
+    var group = input.type === "radio" || input.type === "checkbox" ? input.closest("fieldset") : null;
+    var legend = group && group.querySelector("legend");
+    if (legend) return legend.textContent.trim();
+    return input.labels && input.labels.length ? input.labels[0].textContent.trim() : name;
   }
 
   function clearErrors() {
     form.querySelectorAll(".error.js").forEach(function (n) { n.remove(); });
     form.querySelectorAll("[aria-invalid]").forEach(function (n) { n.removeAttribute("aria-invalid"); });
   }
-  function showError(name, message) {
+  function anchorOf(name) {
     var input = form.querySelector('[name="' + name + '"]');
-    var anchor = input && input.type === "radio" ? input.closest("fieldset") : input;
+    return input && (input.type === "radio" || input.type === "checkbox") ? input.closest("fieldset") : input;
+  }
+  function showError(name, message) {
+    var anchor = anchorOf(name);
     if (!anchor) return;
     var id = name.replace(/\./g, "-") + "-error-js";
     var note = el("p", { class: "error js", id: id }, message);
@@ -75,19 +105,13 @@
     anchor.setAttribute("aria-describedby", id);
     anchor.insertAdjacentElement("afterend", note);
   }
-  function missingRequired(body) {
-    var missing = [];
-    if (!body.circumstance) missing.push("circumstance");
-    if (!body.discovered_at) missing.push("discovered_at");
-    if (!body.child.sex) missing.push("child.sex");
-    return missing;
-  }
 
-  function nowLocalInput() {
-    var parts = new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Almaty", year: "numeric", month: "2-digit",
-      day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false }).formatToParts(new Date());
-    var p = {}; parts.forEach(function (x) { p[x.type] = x.value; });
-    return p.year + "-" + p.month + "-" + p.day + "T" + (p.hour === "24" ? "00" : p.hour) + ":" + p.minute;
+  // Fields that default to "now" get Almaty's clock now: the page may come from the phone's
+  // cache, rendered hours ago. Only an untouched field is changed.
+  function defaultNow(always) {
+    form.querySelectorAll('[data-default="now"]').forEach(function (input) {
+      if (always || input.value === input.defaultValue) input.value = page.almatyInput(new Date());
+    });
   }
 
   var editing = null; // the id of a report sent back for correction
@@ -105,18 +129,18 @@
     }
     body.id = editing || crypto.randomUUID();
     body.filed_at = new Date().toISOString(); // the phone's clock at Send (PRODUCT §3)
-    var discovered = Date.parse(body.discovered_at);
+    var started = me.deadlineFrom ? Date.parse(getPath(body, me.deadlineFrom)) : NaN;
     var wasEditing = editing;
     // Clear the form at once, so the next report can be typed while this one is saved.
     editing = null;
     form.reset();
-    form.querySelector('[name="discovered_at"]').value = nowLocalInput();
+    defaultNow(true);
     var referencing = wasEditing ? Promise.resolve(null) : outbox.takeReference(me.facility);
     referencing.then(function (reference) {
       if (reference) body.reference = reference;
       return outbox.save({
         id: body.id, body: body, author_id: me.id, author_name: me.name, reference: reference,
-        deadline_at: me.deadlineMs ? discovered + me.deadlineMs : null,
+        deadline_at: me.deadlineMs && !isNaN(started) ? started + me.deadlineMs : null,
         agency: me.agency, phone: me.phone
       });
     }).then(function () {
@@ -124,43 +148,46 @@
     }, function () {
       // The phone could not store it: give the nurse her report back rather than lose it.
       correct({ id: body.id, body: body, fields: {} });
-      showError("circumstance", T.not_saved);
+      var first = controls()[0];
+      if (first) showError(first.name, T.not_saved);
     }).then(function () {
       var row = document.querySelector('[data-outbox-id="' + body.id + '"]');
       if (row) row.focus();
-      sync();
+      sync(true); // the nurse pressed Send: try now, whatever the backoff
     });
   }
 
+  // Put a report back into the form, from the same controls the body was read from.
   function correct(item) {
-    editing = item.id;
-    var flat = { circumstance: item.body.circumstance, notes: item.body.notes };
-    ["child", "mother"].forEach(function (group) {
-      Object.keys(item.body[group] || {}).forEach(function (k) { flat[group + "." + k] = item.body[group][k]; });
-    });
-    Object.keys(flat).forEach(function (name) {
-      var inputs = form.querySelectorAll('[name="' + name + '"]');
-      inputs.forEach(function (input) {
-        if (input.type === "radio") input.checked = input.value === flat[name];
-        else if (/_at$/.test(name) && flat[name]) input.value = String(flat[name]).slice(0, 16);
-        else if (flat[name] !== undefined) input.value = flat[name];
-      });
-    });
-    form.querySelector('[name="discovered_at"]').value = item.body.discovered_at.slice(0, 16);
-    form.querySelectorAll('[name="risk_flags"]').forEach(function (box) {
-      box.checked = (item.body.risk_flags || []).indexOf(box.value) >= 0;
-    });
+    form.reset();
     clearErrors();
+    editing = item.id;
+    controls().forEach(function (input) {
+      var value = getPath(item.body, input.name);
+      if (input.type === "checkbox") input.checked = (value || []).indexOf(input.value) >= 0;
+      else if (input.type === "radio") input.checked = value === input.value;
+      else if (input.type === "datetime-local") input.value = isNaN(Date.parse(value)) ? "" : page.almatyInput(new Date(value));
+      else input.value = value === undefined || value === null ? "" : String(value);
+    });
     var details = form.querySelector("details");
     Object.keys(item.fields || {}).forEach(function (name) {
       showError(name, item.fields[name]);
-      if (details && ["circumstance", "discovered_at", "child.sex"].indexOf(name) < 0) details.open = true;
+      var anchor = anchorOf(name);
+      if (details && anchor && details.contains(anchor)) details.open = true;
     });
     form.scrollIntoView();
   }
 
+  function discard(item) {
+    if (!window.confirm(T.discard_confirm)) return;
+    outbox.discard(item.id).then(render);
+  }
+
   // --- what the nurse sees ------------------------------------------------------------
-  function describe(item) {
+  // Each report is one card. Its status lines sit in a polite live region, rewritten only
+  // when they change; the countdown and the retry time tick outside it, so a screen reader
+  // hears a report being delivered, not the clock every 30 seconds.
+  function statusLines(item) {
     var lines = [];
     if (item.status === "sent") {
       lines.push([fill(T.delivered, { ref: item.reference, time: clock.format(new Date(item.received_at)) })]);
@@ -170,50 +197,113 @@
       return lines;
     }
     if (item.status === "failed") {
-      var reason = { invalid: T.invalid, conflict: T.conflict }[item.reason] || T.forbidden;
-      lines.push([reason, "error"]);
-      Object.keys(item.fields || {}).forEach(function (k) { lines.push([k + ": " + item.fields[k], "error"]); });
+      lines.push([T[item.reason] || T.forbidden, "error"]);
+      Object.keys(item.fields || {}).forEach(function (k) { lines.push([fieldLabel(k) + ": " + item.fields[k], "error"]); });
       return lines;
     }
     lines.push([item.status === "sending" ? T.sending : T.saved, "pending"]);
     lines.push([item.reference ? fill(T.reference, { ref: item.reference }) : T.no_reference]);
-    if (item.reason === "auth") {
-      lines.push([item.author_id === me.id ? T.session_ended : fill(T.other_author, { name: item.author_name }), "warning"]);
-    }
+    if (item.author_id !== me.id) lines.push([fill(T.other_author, { name: item.author_name }), "warning"]);
+    else if (item.reason === "auth") lines.push([T.session_ended, "warning"]);
+    return lines;
+  }
+
+  function isWaitingForRetry(item) {
+    return item.status === "pending" && item.author_id === me.id && item.reason !== "auth" &&
+      item.next_attempt_at > Date.now() && navigator.onLine;
+  }
+
+  function tickLines(item) {
+    var lines = [];
+    if (item.status !== "pending" && item.status !== "sending") return lines;
     if (item.deadline_at) {
       var left = item.deadline_at - Date.now();
       lines.push([left >= 0 ? fill(T.deadline_left, { left: span(left) }) : fill(T.deadline_passed, { left: span(-left) }),
         left >= 0 ? "countdown" : "countdown error"]);
     }
     if (item.phone) lines.push([fill(T.fallback, { agency: item.agency, phone: item.phone })]);
-    if (item.next_attempt_at && item.next_attempt_at > Date.now() && navigator.onLine) {
+    if (isWaitingForRetry(item)) {
       lines.push([fill(T.retry, { time: clock.format(new Date(item.next_attempt_at)) }), "muted"]);
     }
     return lines;
+  }
+
+  function actions(item) {
+    var list = [];
+    if (item.status === "pending" && item.reason === "auth" && item.author_id === me.id) list.push("sign_in");
+    if (isWaitingForRetry(item)) list.push("send_now");
+    if (item.status === "failed" && ["invalid", "too_large", "unreadable"].indexOf(item.reason) >= 0) list.push("correct");
+    if (item.status === "failed") list.push("discard");
+    return list;
+  }
+
+  function action(name, li) {
+    if (name === "sign_in") return el("a", { class: "button", href: "/login?next=/reports/new" }, T.sign_in);
+    var button = el("button", { type: "button", class: "button" }, T[name]);
+    button.addEventListener("click", function () {
+      // The card keeps the latest copy of its report: the buttons act on that one.
+      if (name === "correct") correct(li.item);
+      if (name === "discard") discard(li.item);
+      if (name === "send_now") sync(true); // the nurse's tap: send now, whatever the backoff
+    });
+    return button;
+  }
+
+  // Replace a container's lines only when their text or class changed.
+  function paint(container, lines) {
+    var nodes = container.children;
+    lines.forEach(function (line, i) {
+      var node = nodes[i];
+      if (!node) { node = el("p"); container.appendChild(node); }
+      if (node.textContent !== line[0]) node.textContent = line[0];
+      var cls = line[1] || "";
+      if ((node.getAttribute("class") || "") !== cls) {
+        if (cls) node.setAttribute("class", cls); else node.removeAttribute("class");
+      }
+    });
+    while (nodes.length > lines.length) container.removeChild(container.lastChild);
+  }
+
+  function card(list, item) {
+    var li = list.querySelector('[data-outbox-id="' + item.id + '"]');
+    if (!li) {
+      li = el("li", { "data-outbox-id": item.id, tabindex: "-1" });
+      li.appendChild(el("div", { class: "outbox-status", "aria-live": "polite" }));
+      li.appendChild(el("div", { class: "outbox-clock" }));
+      li.appendChild(el("div", { class: "outbox-actions" }));
+    }
+    if (li.getAttribute("data-outbox-status") !== item.status) li.setAttribute("data-outbox-status", item.status);
+    paint(li.children[0], statusLines(item));
+    paint(li.children[1], tickLines(item));
+    li.item = item;
+    var wanted = actions(item);
+    var bar = li.children[2];
+    if (bar.dataset.actions !== wanted.join(" ")) {
+      bar.dataset.actions = wanted.join(" ");
+      bar.textContent = "";
+      wanted.forEach(function (name) { bar.appendChild(action(name, li)); bar.appendChild(document.createTextNode(" ")); });
+    }
+    return li;
   }
 
   function render() {
     return outbox.all().then(function (items) {
       var list = document.getElementById("outbox");
       items.sort(function (a, b) { return b.saved_at - a.saved_at; });
-      list.textContent = "";
-      items.forEach(function (item) {
-        var li = el("li", { "data-outbox-id": item.id, "data-outbox-status": item.status, tabindex: "-1" });
-        describe(item).forEach(function (line) { li.appendChild(el("p", line[1] ? { class: line[1] } : {}, line[0])); });
-        if (item.status === "pending" && item.reason === "auth") {
-          li.appendChild(el("a", { class: "button", href: "/login?next=/reports/new" }, T.sign_in));
-        }
-        if (item.status === "failed" && item.reason === "invalid") {
-          var button = el("button", { type: "button", class: "button" }, T.correct);
-          button.addEventListener("click", function () { correct(item); });
-          li.appendChild(button);
-        }
-        list.appendChild(li);
+      var keep = {};
+      items.forEach(function (item, i) {
+        keep[item.id] = true;
+        var li = card(list, item);
+        if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+      });
+      Array.prototype.slice.call(list.children).forEach(function (li) {
+        if (!keep[li.getAttribute("data-outbox-id")]) list.removeChild(li);
       });
       document.getElementById("outbox-section").hidden = items.length === 0;
       var net = document.getElementById("netstate");
       net.hidden = navigator.onLine;
-      net.textContent = navigator.onLine ? "" : T.offline;
+      var note = navigator.onLine ? "" : T.offline;
+      if (net.textContent !== note) net.textContent = note;
     });
   }
 
@@ -234,64 +324,72 @@
 
   // Reconcile with the server: what it has confirmed, and who acknowledged.
   function refreshRecent() {
-    return fetch("/api/v1/reports?limit=10", { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (response) { return response.ok ? response.json() : null; })
-      .then(function (page) {
-        if (!page) return;
-        renderRecent(page.items);
-        var byId = {};
-        page.items.forEach(function (r) { byId[r.id] = r; });
-        return outbox.all().then(function (items) {
-          return Promise.all(items.filter(function (i) { return i.status === "sent" && byId[i.id]; }).map(function (item) {
-            var ack = outbox.acknowledgement(byId[item.id]);
-            if (!ack || item.acknowledged) return null;
-            item.acknowledged = ack;
-            return outbox.put(item);
-          }));
-        });
-      }).catch(function () { /* offline: the outbox list is the truth */ });
+    return api.request("GET", "/api/v1/reports?limit=10").then(function (answer) {
+      if (!answer.ok || !answer.body) return;
+      var reports = answer.body.items;
+      renderRecent(reports);
+      var byId = {};
+      reports.forEach(function (r) { byId[r.id] = r; });
+      return outbox.all().then(function (items) {
+        return Promise.all(items.filter(function (i) { return i.status === "sent" && byId[i.id]; }).map(function (item) {
+          var ack = outbox.acknowledgement(byId[item.id]);
+          if (!ack || item.acknowledged) return null;
+          item.acknowledged = ack;
+          return outbox.put(item);
+        }));
+      });
+    }).catch(function () { /* offline: the outbox list is the truth */ });
   }
 
-  function heartbeat(token) {
+  function heartbeat() {
     // At most every 5 minutes per phone, across page loads.
     var last = parseInt(localStorage.getItem("besik-heartbeat-at") || "0", 10);
     if (Date.now() - last < HEARTBEAT_MS) return Promise.resolve();
     var device = localStorage.getItem("besik-device");
     if (!device) { device = crypto.randomUUID(); localStorage.setItem("besik-device", device); }
     return outbox.depth().then(function (d) {
-      return fetch("/api/v1/devices/heartbeat", {
-        method: "POST", credentials: "same-origin", redirect: "error",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": token },
-        body: JSON.stringify({ device_id: device, outbox_depth: d.depth, oldest_unsent_at: d.oldest })
-      }).then(function (response) {
-        // Only a heartbeat the server received counts: a page left mid-request sends again.
-        if (response.ok) localStorage.setItem("besik-heartbeat-at", String(Date.now()));
-      });
+      return api.request("POST", "/api/v1/devices/heartbeat",
+        { device_id: device, outbox_depth: d.depth, oldest_unsent_at: d.oldest });
+    }).then(function (answer) {
+      // Only a heartbeat the server received counts: a page left mid-request sends again.
+      if (answer.ok) localStorage.setItem("besik-heartbeat-at", String(Date.now()));
+    });
+  }
+
+  // While the page is open it wakes itself when the first waiting report is due (the
+  // worker cannot: its timers die with it; the browser's sync retries stand in there).
+  var retryTimer = null;
+  function planRetry() {
+    return outbox.retryAt().then(function (at) {
+      if (retryTimer) { clearTimeout(retryTimer); retryTimer = null; }
+      if (!at || at <= Date.now() || !navigator.onLine) return;
+      retryTimer = setTimeout(function () { retryTimer = null; sync(false); }, at - Date.now() + 50);
     });
   }
 
   var syncing = null;
-  var syncAgain = false;
-  function sync() {
+  var again = null; // null, or whether the next run was asked for by a tap
+  function sync(force) {
+    force = force === true;
     if (navigator.serviceWorker && "SyncManager" in window) {
+      // Where the browser has Background Sync, it sends even after this page is closed.
       navigator.serviceWorker.ready.then(function (reg) { return reg.sync.register("besik-outbox"); }).catch(function () {});
     }
     if (syncing) {
       // A report saved while a sync runs must not wait for the next trigger: go once more.
-      syncAgain = true;
+      again = again === true || force;
       return syncing;
     }
-    // A user action, a page load or the network coming back: try now, whatever the backoff.
-    syncing = outbox.flush({ force: true }).then(function () {
-      return outbox.session();
+    syncing = outbox.flush({ force: force }).then(function () {
+      return api.session();
     }).then(function (auth) {
       if (!auth) return;
-      return Promise.all([outbox.topUpReferences(me.facility, auth.csrf_token), heartbeat(auth.csrf_token), refreshRecent()]);
+      return Promise.all([outbox.topUpReferences(me.facility), heartbeat(), refreshRecent()]);
     }).catch(function () { /* offline or server down: the outbox keeps everything */ })
       .then(function () {
         syncing = null;
-        if (syncAgain) { syncAgain = false; return sync(); }
-        return render();
+        if (again !== null) { var forced = again; again = null; return sync(forced); }
+        return Promise.all([render(), planRetry()]);
       });
     return syncing;
   }
@@ -313,16 +411,20 @@
     });
   }
 
+  function changed() { render(); planRetry(); }
+
   outbox.onchange = render;
-  if (outbox.channel) outbox.channel.onmessage = render;
+  if (outbox.channel) outbox.channel.onmessage = changed; // the worker sent or backed off
   form.addEventListener("submit", onSubmit);
-  window.addEventListener("online", sync);
+  // Wake-ups, not taps: each honours the backoff stored with the reports.
+  window.addEventListener("online", function () { sync(false); });
   window.addEventListener("offline", render);
   guardLogout();
-  setInterval(render, 30000); // countdowns
-  setInterval(function () { if (navigator.onLine) sync(); }, HEARTBEAT_MS);
+  defaultNow(false);
+  setInterval(render, TICK_MS); // countdowns
+  setInterval(function () { if (navigator.onLine) sync(false); }, HEARTBEAT_MS);
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(function () {});
   }
-  render().then(sync);
+  render().then(function () { return sync(false); });
 })();

@@ -1,81 +1,84 @@
 /* The officer's inbox: turn on notifications for this device (on a tap: browsers ask for
  * permission only on a user gesture), see each device's last delivery, send a test, and
- * count down to each acknowledgement deadline. Without this script the inbox still works. */
+ * count down to each acknowledgement deadline. Without this script the inbox still works.
+ * Needs page.js and api.js loaded first. */
 (function () {
   "use strict";
 
   var box = document.getElementById("notify");
-  if (!box) return;
+  var page = window.BesikPage;
+  var api = window.BesikApi;
+  if (!box || !page || !api) return;
+  var T = page.strings();
+  var fill = page.fill;
   var enable = document.getElementById("notify-enable");
   var test = document.getElementById("notify-test");
   var state = document.getElementById("notify-state");
-  var lang = document.documentElement.lang || "en";
-  var clock = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hour12: false, timeZone: "Asia/Almaty" });
+  var clock = page.clock(document.documentElement.lang);
 
-  function csrf() {
-    return fetch("/api/v1/csrf", { credentials: "same-origin" }).then(function (r) { return r.json(); })
-      .then(function (data) { return data.csrf_token; });
-  }
-  function post(url, body, method) {
-    return csrf().then(function (token) {
-      return fetch(url, {
-        method: method || "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": token }, body: JSON.stringify(body || {})
-      });
-    });
-  }
+  // A failure with the text the officer should see.
+  function Shown(text) { this.text = text; }
 
   function showDevices() {
-    return fetch("/api/v1/push/subscriptions", { credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.json() : { items: [] }; })
-      .then(function (data) {
-        var list = document.getElementById("devices");
-        list.textContent = "";
-        data.items.forEach(function (device) {
-          var li = document.createElement("li");
-          li.textContent = (device.user_agent || device.endpoint_host) + " — " + (device.last_success_at
-            ? box.dataset.last.replace("%(time)s", clock.format(new Date(device.last_success_at)))
-            : box.dataset.never);
-          list.appendChild(li);
-        });
-        test.hidden = data.items.length === 0;
+    return api.request("GET", "/api/v1/push/subscriptions").then(function (answer) {
+      var items = answer.ok && answer.body ? answer.body.items : [];
+      var list = document.getElementById("devices");
+      list.textContent = "";
+      items.forEach(function (device) {
+        var li = document.createElement("li");
+        li.textContent = (device.user_agent || device.endpoint_host) + " — " + (device.last_success_at
+          ? fill(T.last, { time: clock.format(new Date(device.last_success_at)) })
+          : T.never);
+        list.appendChild(li);
       });
+      test.hidden = items.length === 0;
+    }).catch(function () { /* offline: the list stays as it was */ });
   }
 
   function subscribe() {
     return navigator.serviceWorker.ready.then(function (registration) {
-      return fetch("/api/v1/push/vapid-public-key", { credentials: "same-origin" })
-        .then(function (r) { return r.json(); })
-        .then(function (key) {
-          return registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key.publicKey });
-        });
-    }).then(function (subscription) { return post("/api/v1/push/subscriptions", subscription.toJSON()); })
-      .then(function () { state.textContent = box.dataset.on; enable.hidden = true; return showDevices(); });
+      return api.request("GET", "/api/v1/push/vapid-public-key").then(function (answer) {
+        // 503 push_unavailable: the server has no VAPID key, so no browser could be reached.
+        if (api.errorCode(answer) === "push_unavailable") throw new Shown(T.push_unavailable);
+        if (!answer.ok || !answer.body || !answer.body.publicKey) throw new Shown(T.failed);
+        return registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: answer.body.publicKey });
+      });
+    }).then(function (subscription) {
+      return api.request("POST", "/api/v1/push/subscriptions", subscription.toJSON());
+    }).then(function (answer) {
+      if (!answer.ok) throw new Shown(T.failed);
+      state.textContent = T.on;
+      enable.hidden = true;
+      return showDevices();
+    });
   }
 
   function refreshState() {
     if (!("serviceWorker" in navigator) || !("PushManager" in window) || !("Notification" in window)) {
-      state.textContent = box.dataset.unsupported;
+      state.textContent = T.unsupported;
       return;
     }
-    if (Notification.permission === "denied") { state.textContent = box.dataset.denied; return; }
+    if (Notification.permission === "denied") { state.textContent = T.denied; return; }
     navigator.serviceWorker.ready.then(function (registration) {
       return registration.pushManager.getSubscription();
     }).then(function (existing) {
       enable.hidden = !!existing && Notification.permission === "granted";
-      if (!enable.hidden) state.textContent = "";
-      else state.textContent = box.dataset.on;
+      state.textContent = enable.hidden ? T.on : "";
     }).catch(function () { enable.hidden = false; });
     showDevices();
   }
 
   enable.addEventListener("click", function () {
     Notification.requestPermission().then(function (permission) {
-      if (permission === "granted") return subscribe();
-      state.textContent = box.dataset.denied;
-    }).catch(function () { state.textContent = box.dataset.unsupported; });
+      if (permission !== "granted") { state.textContent = T.denied; return; }
+      return subscribe();
+    }).catch(function (error) {
+      state.textContent = error instanceof Shown ? error.text : T.failed;
+    });
   });
-  test.addEventListener("click", function () { post("/api/v1/push/test"); });
+  test.addEventListener("click", function () {
+    api.request("POST", "/api/v1/push/test").catch(function () {});
+  });
 
   function countdowns() {
     document.querySelectorAll("[data-countdown]").forEach(function (node) {
@@ -83,8 +86,8 @@
       var minutes = Math.round(Math.abs(left) / 60000);
       node.dataset.left = String(Math.round(left / 1000));
       var span = minutes >= 60
-        ? box.dataset.hours.replace("%(h)s", Math.floor(minutes / 60)).replace("%(m)s", minutes % 60)
-        : box.dataset.minutes.replace("%(n)s", minutes);
+        ? fill(T.hours, { h: Math.floor(minutes / 60), m: minutes % 60 })
+        : fill(T.minutes, { n: minutes });
       node.textContent = (left >= 0 ? "⏱ " : "⚠ −") + span + " (" + clock.format(new Date(Date.parse(node.dataset.countdown))) + ")";
     });
   }

@@ -2,7 +2,7 @@
  * Navigations: network first, the cached shell when offline. Static files: cache first.
  * Never cached: anything but GET, the API, report pages (personal data). */
 "use strict";
-importScripts("/static/js/outbox.js");
+importScripts("/static/js/api.js", "/static/js/outbox.js");
 
 var VERSION = "__VERSION__";
 var CACHE = "besik-shell-" + VERSION;
@@ -64,25 +64,18 @@ self.addEventListener("fetch", function (event) {
   }
 });
 
+// Wake-ups other than the nurse's tap honour the backoff stored with each report.
 function flushQuietly() {
-  return self.BesikOutbox.flush({ force: true }).catch(function () {});
+  return self.BesikOutbox.flush().catch(function () {});
 }
 
 self.addEventListener("sync", function (event) {
-  if (event.tag === "besik-outbox") event.waitUntil(self.BesikOutbox.flush({ force: true }));
-});
-
-self.addEventListener("message", function (event) {
-  var message = event.data || {};
-  if (message.type === "flush") event.waitUntil(flushQuietly());
-  if (message.type === "notificationclick") {
-    // Test hook: the same click logic as a real tap; the answer goes back on the port.
-    event.waitUntil(handleClick(message.action, message.data || {}).catch(function (error) {
-      return { error: String(error) };
-    }).then(function (result) {
-      if (event.ports && event.ports[0]) event.ports[0].postMessage(result);
-    }));
-  }
+  if (event.tag !== "besik-outbox") return;
+  // As Workbox does: a replay that leaves a report to retry rejects, and the browser schedules
+  // the sync again (a timer set here would die with the idle worker).
+  event.waitUntil(self.BesikOutbox.flush().then(function (result) {
+    if (result.retry) throw new Error(result.retry + " report(s) wait for a retry");
+  }));
 });
 
 // --- alerts for officers ----------------------------------------------------------------
@@ -116,8 +109,9 @@ function supportsActions() {
   return typeof Notification !== "undefined" && "maxActions" in Notification && Notification.maxActions > 0;
 }
 
-// The whole click logic in one function: the notificationclick handler and a test message
-// both call it (a headless browser cannot click a notification).
+// The whole click logic in one function, which the notificationclick handler calls (a test
+// calls it in the running worker through the DevTools protocol: a headless browser cannot
+// click a notification).
 function handleClick(action, data) {
   if (action === "acknowledge" && data.ack_token) {
     return acknowledge(data).then(function (ok) {
@@ -140,11 +134,10 @@ function handleClick(action, data) {
 }
 
 function acknowledge(data) {
-  return fetch("/api/v1/notices/" + encodeURIComponent(data.notice_id) + "/ack", {
-    method: "POST", credentials: "same-origin", redirect: "error",
-    headers: { "Content-Type": "application/json", Accept: "application/json" },
-    body: JSON.stringify({ token: data.ack_token })
-  }).then(function (response) { return response.ok; }, function () { return false; });
+  // The token authorises this request (the officer's session may have ended): no CSRF token.
+  return self.BesikApi.request("POST", "/api/v1/notices/" + encodeURIComponent(data.notice_id) + "/ack",
+    { token: data.ack_token }, { csrf: false })
+    .then(function (answer) { return answer.ok; }, function () { return false; });
 }
 
 function openWindow(url) {
@@ -175,21 +168,14 @@ self.addEventListener("pushsubscriptionchange", function (event) {
 });
 
 function resubscribe() {
-  return fetch("/api/v1/push/vapid-public-key", { credentials: "same-origin" })
-    .then(function (r) { return r.json(); })
-    .then(function (key) {
-      return self.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key.publicKey });
-    })
-    .then(function (subscription) {
-      return self.BesikOutbox.session().then(function (auth) {
-        if (!auth) return null;
-        return fetch("/api/v1/push/subscriptions", {
-          method: "POST", credentials: "same-origin",
-          headers: { "Content-Type": "application/json", "X-CSRFToken": auth.csrf_token },
-          body: JSON.stringify(subscription.toJSON())
-        });
+  return self.BesikApi.request("GET", "/api/v1/push/vapid-public-key").then(function (answer) {
+    // 503 push_unavailable: this server cannot push (yet); there is nothing to renew.
+    if (!answer.ok || !answer.body || !answer.body.publicKey) return null;
+    return self.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: answer.body.publicKey })
+      .then(function (subscription) {
+        return self.BesikApi.request("POST", "/api/v1/push/subscriptions", subscription.toJSON());
       });
-    });
+  });
 }
 
 // A worker that starts (for any event) first tries to deliver what is waiting.

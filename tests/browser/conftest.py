@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from flask import Flask
-from playwright.sync_api import BrowserContext, Page, Playwright
+from playwright.sync_api import BrowserContext, Page, Playwright, Worker
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import get_input_stream
 
@@ -285,6 +285,20 @@ def sign_in(page: Page, base_url: str, email: str, password: str = DEMO_PASSWORD
     with page.expect_navigation():
         page.get_by_role("button", name="Sign in", exact=True).click()
     assert urlsplit(page.url).path != "/login", f"sign-in as {email} failed: still on {page.url}"
+
+
+def running_worker(context: BrowserContext, page: Page) -> Worker:
+    """Besik's running service worker, as Playwright attaches to it (Chromium, over CDP).
+
+    `running_worker(context, page).evaluate(...)` runs code inside the real worker: how tests
+    reach its functions without any test-only hook in the worker's own code.
+    """
+    for _ in range(100):
+        workers = [w for w in context.service_workers if w.url.endswith("/sw.js")]
+        if workers:
+            return workers[-1]
+        page.wait_for_timeout(100)
+    raise AssertionError("no running service worker")
 
 
 _AXE = Axe()

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from reporting.models import Notice
 from reporting.push import ensure_vapid_key, public_key_b64
 from reporting.worker import Worker
-from tests.browser.conftest import LiveServer, assert_no_axe_violations, sign_in
+from tests.browser.conftest import LiveServer, assert_no_axe_violations, running_worker, sign_in
 from tests.conftest import bearer, report_body
 from tests.push_service import PushService
 
@@ -97,37 +97,28 @@ def test_push_handler_shows_a_notification_with_acknowledge_and_open(live_server
     assert [n["title"] for n in page.evaluate(NOTIFICATIONS)] == ["again"]
 
 
-CLICK = """async ([action, data]) => {
-  const registration = await navigator.serviceWorker.ready;
-  const channel = new MessageChannel();
-  const answer = new Promise((resolve, reject) => {
-    channel.port1.onmessage = e => resolve(e.data);
-    setTimeout(() => reject(new Error("no answer from the service worker")), 5000);
-  });
-  registration.active.postMessage({type: "notificationclick", action, data}, [channel.port2]);
-  return answer;
-}"""
-
-
-TAP = """async ([action, data]) => {
-  const registration = await navigator.serviceWorker.ready;
-  registration.active.postMessage({type: "notificationclick", action, data});
-}"""
+def tap(page: Page, action: str, data: dict) -> dict:
+    """Run the worker's own click logic, as a tap on the notification (or on one of its
+    buttons) would: a headless browser cannot click a notification, and the worker keeps no
+    hook for tests, so the function is called in the running worker through the protocol."""
+    worker = running_worker(page.context, page)
+    result: dict = worker.evaluate("([action, data]) => handleClick(action, data)",
+                                   [action, data])
+    return result
 
 
 def test_acknowledge_button_logic_acknowledges_with_the_token(live_server, page, tmp_path):
     message = pushed_message(live_server, tmp_path)
     controlled_inbox(page, live_server)
     page.context.clear_cookies()  # the officer's session has expired: the token is enough
-    result = page.evaluate(CLICK, ["acknowledge", message])
-    assert result == {"acknowledged": True}
+    assert tap(page, "acknowledge", message) == {"acknowledged": True}
     with live_server.app.extensions["besik.db"].writing() as session:
         notice = session.scalars(select(Notice).where(Notice.id == message["notice_id"])).one()
         assert notice.ack_channel == "notification"
         assert notice.acknowledged_by.email == "officer@besik.example"
     # A used token cannot acknowledge: the tap opens the one-tap page, which says so.
     with page.expect_navigation(url=f"**/ack/{message['notice_id']}?t=*"):
-        page.evaluate(TAP, ["acknowledge", message])
+        assert tap(page, "acknowledge", message) == {"acknowledged": False}
     page.get_by_role("button", name="Acknowledge").click()
     expect(page.get_by_role("alert")).to_contain_text("used, expired or not valid")
 
@@ -136,7 +127,7 @@ def test_tapping_the_notification_opens_the_report(live_server, page, tmp_path):
     message = pushed_message(live_server, tmp_path)
     controlled_inbox(page, live_server)
     with page.expect_navigation(url=f"**/reports/{message['report_id']}"):
-        page.evaluate(TAP, ["open", message])
+        assert tap(page, "open", message) == {"opened": "report"}
     expect(page.get_by_role("heading", name=message["reference"])).to_be_visible()
 
 
@@ -153,3 +144,19 @@ def test_inbox_lists_the_notice_and_acknowledges_with_one_tap(live_server, page,
     item = page.locator(f'[data-notice-id="{message["notice_id"]}"]')
     expect(item).to_have_attribute("data-notice-state", "acknowledged")
     expect(item).to_contain_text("Acknowledged by Dana Serikovna")
+
+
+def test_inbox_says_so_when_the_server_cannot_send_notifications(live_server, page, context,
+                                                                 tmp_path):
+    app = live_server.app
+    # No VAPID key on this server: GET /push/vapid-public-key answers 503 push_unavailable.
+    app.config["BESIK"] = replace(app.config["BESIK"],
+                                  vapid_private_key_file=tmp_path / "absent.pem")
+    context.grant_permissions(["notifications"], origin=live_server.url)
+    controlled_inbox(page, live_server)
+    page.get_by_role("button", name="Turn on notifications").click()
+    expect(page.locator("#notify-state")).to_have_text(
+        "Notifications are not set up on this server yet.")
+    assert live_server.count("GET", "/api/v1/push/vapid-public-key", 503) == 1
+    assert live_server.count("POST", "/api/v1/push/subscriptions") == 0
+    expect(page.get_by_role("button", name="Turn on notifications")).to_be_visible()

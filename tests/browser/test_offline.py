@@ -159,7 +159,7 @@ def test_validation_error_keeps_the_report_and_shows_the_fields(live_server, pag
     item = outbox_items(page).first
     expect(item).to_have_attribute("data-outbox-status", "failed", timeout=10_000)
     expect(item).to_contain_text("Not accepted")
-    expect(item).to_contain_text("mother.citizenship")
+    expect(item).to_contain_text("Mother's citizenship (country code): ")  # the form's label
     page.reload()
     item = outbox_items(page).first
     expect(item).to_have_attribute("data-outbox-status", "failed")
