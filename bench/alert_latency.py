@@ -221,7 +221,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     url = args.database_url or f"sqlite:///{scratch / 'bench.db'}"
     env = {**os.environ, "BESIK_ENV": "demo", "DATABASE_URL": url,
            "VAPID_PRIVATE_KEY_FILE": str(scratch / "vapid.pem"),
-           "PUSH_ALLOWED_HOSTS": push.host, "WORKER_POLL_SECONDS": str(args.poll_seconds)}
+           "PUSH_ALLOWED_HOSTS": push.allowed_entry, "WORKER_POLL_SECONDS": str(args.poll_seconds)}
     flask_cli(env, "init-db")
     flask_cli(env, "seed-demo", "--if-empty")
     push.expect_vapid_public_key(flask_cli(env, "vapid-keys").strip().splitlines()[-1])

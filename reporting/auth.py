@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, Request, current_app, redirect, request, session, url_for
+from flask import Flask, Request, current_app, g, redirect, request, session, url_for
 from flask_login import LoginManager, login_user
 
 from . import clock, throttle
@@ -40,10 +40,19 @@ def init_login(app: Flask) -> None:
         token = bearer_token(req)
         if token is None:
             return None
-        return user_for_bearer_token(token, req.remote_addr)
+        try:
+            return user_for_bearer_token(token, req.remote_addr)
+        except TooManyAttemptsError as refused:
+            # Raised from here, the refusal would come back each time the error page asks
+            # who is calling; the caller is anonymous, and _unauthorized answers 429.
+            g.refused_attempt = refused
+            return None
 
     @manager.unauthorized_handler
     def _unauthorized() -> Any:
+        refused = g.pop("refused_attempt", None)
+        if refused is not None:
+            raise refused
         if wants_json(request):
             return error_response(HTTP_REFUSALS[401])
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))

@@ -11,12 +11,13 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The public browser push services (Chrome/FCM, Firefox/Mozilla, Safari/Apple, Edge/WNS).
+# The public browser push services (Chrome/FCM, Firefox/Mozilla, Safari/Apple, Edge/WNS,
+# whose endpoints are spread over many wns2-* hosts).
 DEFAULT_PUSH_HOSTS = (
     "fcm.googleapis.com",
     "updates.push.services.mozilla.com",
     "web.push.apple.com",
-    "wns2-by3p.notify.windows.com",
+    "*.notify.windows.com",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,18 +56,53 @@ def endpoint_host(endpoint: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-def is_allowed(endpoint: str, allowed_hosts: tuple[str, ...]) -> bool:
-    """Only post to known push services: the endpoint is user input (no SSRF)."""
+def is_allowed(endpoint: str, allowed: tuple[str, ...]) -> bool:
+    """Only post to known push services: the endpoint is user input (no SSRF).
+
+    An entry is `host`, `host:port` or `*.suffix` (https only), or `http://host:port`, which
+    allows plain http to that one address (a local push service in tests)."""
     try:
         parts = urlsplit(endpoint)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            return False
-        if parts.username or parts.password:
-            return False
-        host = endpoint_host(endpoint)
+        host, port = (parts.hostname or "").lower(), parts.port
     except ValueError:  # a malformed IPv6 host or an impossible port
         return False
-    return host in allowed_hosts or (parts.port is None and parts.hostname in allowed_hosts)
+    if not host or parts.username or parts.password or parts.scheme not in ("https", "http"):
+        return False
+    return any(_matches(entry, parts.scheme, host, port) for entry in allowed)
+
+
+def _matches(entry: str, scheme: str, host: str, port: int | None) -> bool:
+    if entry.startswith("http://"):
+        return scheme == "http" and port is not None and entry[7:] == f"{host}:{port}"
+    if scheme != "https":
+        return False
+    pattern, _, entry_port = entry.partition(":")
+    if (str(port) if port is not None else "") != entry_port and not (
+            port == 443 and not entry_port):
+        return False
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and host != pattern[2:]
+    return host == pattern
+
+
+class _NoRedirects(requests.Session):
+    """A push service answers; it never sends us elsewhere: a redirect from an allowed host
+    to an internal address would be server-side request forgery."""
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["allow_redirects"] = False
+        return super().request(*args, **kwargs)
+
+
+_sessions = threading.local()
+
+
+def _session() -> requests.Session:
+    # One per thread: connections to a push service are reused from message to message.
+    if not hasattr(_sessions, "session"):
+        _sessions.session = _NoRedirects()
+    session: requests.Session = _sessions.session
+    return session
 
 
 @dataclass(frozen=True)
@@ -111,6 +147,7 @@ def send(endpoint: str, p256dh: str, auth: str, payload: dict[str, Any], *,
             ttl=TTL_SECONDS,
             timeout=TIMEOUT_SECONDS,
             headers=headers,
+            requests_session=_session(),
         )
     except WebPushException as exc:
         response = exc.response

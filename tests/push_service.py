@@ -396,6 +396,11 @@ class PushService:
         """``http://127.0.0.1:PORT``: what a valid JWT's ``aud`` must be."""
         return f"http://{self.host}"
 
+    @property
+    def allowed_entry(self) -> str:
+        """Its PUSH_ALLOWED_HOSTS entry: plain http to this one address only."""
+        return f"http://{self.host}"
+
     # -- set-up ------------------------------------------------------------------------------
 
     def new_subscription(self) -> Subscription:

@@ -39,7 +39,7 @@ def push_settings(settings: Settings, push_service: PushService, tmp_path) -> Se
     ensure_vapid_key(key)
     push_service.expect_vapid_public_key(public_key_b64(str(key)))
     return replace(settings, vapid_private_key_file=key,
-                   push_allowed_hosts=(push_service.host,))
+                   push_allowed_hosts=(push_service.allowed_entry,))
 
 
 @pytest.fixture
@@ -402,7 +402,7 @@ def test_a_worker_process_killed_mid_batch_has_its_claims_sent_after_the_lease(
     env = {**os.environ, "BESIK_ENV": "demo", "SECRET_KEY": "test",
            "DATABASE_URL": push_settings.database_url,
            "VAPID_PRIVATE_KEY_FILE": str(push_settings.vapid_private_key_file),
-           "PUSH_ALLOWED_HOSTS": push_service.host, "WORKER_POLL_SECONDS": "0.2"}
+           "PUSH_ALLOWED_HOSTS": push_service.allowed_entry, "WORKER_POLL_SECONDS": "0.2"}
     process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

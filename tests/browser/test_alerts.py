@@ -25,7 +25,7 @@ def pushed_message(live_server: LiveServer, tmp_path) -> dict:
     with PushService() as service:
         service.expect_vapid_public_key(public_key_b64(str(key)))
         settings = replace(app.config["BESIK"], vapid_private_key_file=key,
-                           push_allowed_hosts=(service.host,))
+                           push_allowed_hosts=(service.allowed_entry,))
         app.config["BESIK"] = settings
         client = app.test_client()
         subscription = service.new_subscription()
