@@ -213,3 +213,114 @@ def serving(app: Flask) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# --- Added: a lane chosen on purpose, races started together, places beyond Astana ----------
+
+
+def postgresql_lane_only(test: Any) -> Any:
+    """Run `test` on the PostgreSQL lane alone: for what only PostgreSQL promises.
+
+    The test asks for the `database_url` fixture (directly or through `app`) with the lane
+    pinned. Without TEST_DATABASE_URL there is no such lane: the test is deselected at
+    collection (never skipped, and never run on SQLite where it would prove nothing); in CI
+    the lane is required, so it always runs there.
+    """
+    return pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)(test)
+
+
+def _pinned_to_postgresql(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("database_url") == "postgresql"
+
+
+_DESELECTED_PG: list[str] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a PostgreSQL lane, the tests pinned to it are deselected, and said so."""
+    if PG_URL:
+        return
+    pinned = [item for item in items if _pinned_to_postgresql(item)]
+    if not pinned:
+        return
+    if IS_CI:  # pytest_configure already refuses this; never let it pass quietly
+        raise pytest.UsageError("PostgreSQL-only tests need TEST_DATABASE_URL in CI")
+    _DESELECTED_PG.extend(item.nodeid for item in pinned)
+    config.hook.pytest_deselected(items=pinned)
+    items[:] = [item for item in items if not _pinned_to_postgresql(item)]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _DESELECTED_PG:
+        terminalreporter.write_line(
+            f"PostgreSQL lane off (TEST_DATABASE_URL unset): {len(_DESELECTED_PG)} "
+            "PostgreSQL-only test(s) not run", yellow=True)
+
+
+def at_once(*calls: Any, timeout: float = 120) -> list[Any]:
+    """Run each callable in its own thread, all released together by a barrier; return their
+    results in order, re-raising the first exception a thread raised."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(index: int, call: Any) -> None:
+        try:
+            barrier.wait(timeout=timeout)
+            results[index] = call()
+        except BaseException as exc:  # handed to the test's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, c), daemon=True)
+               for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), f"threads still running after {timeout}s"
+    if errors:
+        raise errors[0]
+    return results
+
+
+OTHER_REGION = "ALA"
+OTHER_FACILITY = "ALA1"
+OTHER_AGENCY = "GRD-ALA-MED"
+OTHER_NURSE = "nurse.ala@besik.example"
+
+
+def add_user(app: Flask, email: str, role: str, *, region: str | None = None,
+             facility: str | None = None, agency: str | None = None) -> None:
+    """A user with the demo password (sign-in works), made through the ORM."""
+    from sqlalchemy import select
+
+    from reporting.models import Agency, Facility, Region, Role, User
+    from reporting.passwords import hash_password
+
+    with app.extensions["besik.db"].writing() as session:
+        def find(model: Any, code: str | None) -> Any:
+            return None if code is None else session.scalars(
+                select(model).where(model.code == code)).one()
+
+        session.add(User(email=email, name=email.split("@")[0], role=Role(role),
+                         password_hash=hash_password(DEMO_PASSWORD),
+                         region=find(Region, region), facility=find(Facility, facility),
+                         agency=find(Agency, agency), created_at=datetime.now(UTC)))
+
+
+def add_other_region(app: Flask) -> None:
+    """Almaty city (ALA) beside the demo's Astana: a district, a facility, its guardianship
+    agency and a nurse there."""
+    from reporting.models import Agency, AgencyKind, District, Facility, Region
+
+    with app.extensions["besik.db"].writing() as session:
+        region = Region(code=OTHER_REGION, name="Almaty")
+        district = District(code="ALA-MED", name="Medeu", region=region)
+        session.add_all([
+            region, district,
+            Facility(code=OTHER_FACILITY, name="Almaty Maternity No. 1", kind="maternity",
+                     district=district),
+            Agency(code=OTHER_AGENCY, name="Guardianship of Medeu district",
+                   kind=AgencyKind.GUARDIANSHIP, region=region, district=district)])
+    add_user(app, OTHER_NURSE, "reporter", facility=OTHER_FACILITY)

@@ -217,14 +217,48 @@ def test_list_is_newest_first_with_a_working_cursor(client, nurse):
     assert seen == ids[::-1]
 
 
-def test_list_filters_by_state(client, nurse):
-    post(client, nurse, report_body())
-    pending = client.get("/api/v1/reports?state=pending", headers=nurse).get_json()
-    overdue = client.get("/api/v1/reports?state=overdue", headers=nurse).get_json()
-    assert len(pending["items"]) == 1
-    assert overdue["items"] == []
+def test_list_filters_by_state_return_exactly_the_reports_in_that_state(client, nurse, app,
+                                                                         clock):
+    officer = bearer(app, "officer@besik.example")
+    clock.freeze(datetime.now(UTC))
+
+    def filed() -> str:
+        response = post(client, nurse, report_body())
+        assert response.status_code == 201
+        return str(response.get_json()["id"])
+
+    overdue, acknowledged, closed = filed(), filed(), filed()
+    for report_id in (acknowledged, closed):
+        assert client.post(f"/api/v1/reports/{report_id}/acknowledge",
+                           headers=officer).status_code == 200
+    assert client.post(f"/api/v1/reports/{closed}/actions", json={"action": "closed"},
+                       headers=officer).status_code == 201
+    clock.advance(timedelta(minutes=31))  # acknowledge_notice (30 min) has passed for those
+    pending = filed()  # ... but not for this one, filed now
+    expected = {"pending": [pending], "overdue": [overdue], "acknowledged": [acknowledged],
+                "closed": [closed]}
+    for headers in (nurse, officer):
+        for state, ids in expected.items():
+            response = client.get(f"/api/v1/reports?state={state}", headers=headers)
+            assert response.status_code == 200
+            assert [r["id"] for r in response.get_json()["items"]] == ids, state
+        everything = client.get("/api/v1/reports", headers=headers).get_json()["items"]
+        assert sorted(r["id"] for r in everything) == sorted([pending, overdue, acknowledged,
+                                                              closed])
+    notices = {r["id"]: r["notices"][0]["state"]
+               for r in client.get("/api/v1/reports", headers=nurse).get_json()["items"]}
+    assert notices == {pending: "pending", overdue: "overdue", acknowledged: "acknowledged",
+                       closed: "acknowledged"}
+    clock.advance(timedelta(minutes=31))  # now the last one is late too
+    assert [r["id"] for r in client.get("/api/v1/reports?state=overdue", headers=nurse)
+            .get_json()["items"]] == [pending, overdue]
+    assert client.get("/api/v1/reports?state=pending", headers=nurse).get_json()["items"] == []
+
+
+def test_list_refuses_an_unknown_state_or_cursor(client, nurse):
     bad = client.get("/api/v1/reports?state=lost", headers=nurse)
     assert bad.status_code == 422
+    assert "state" in bad.get_json()["error"]["fields"]
     assert client.get("/api/v1/reports?cursor=%%%", headers=nurse).status_code == 422
 
 

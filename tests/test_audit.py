@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from reporting import audit
 from reporting.models import AuditEntry
-from tests.conftest import bearer, report_body
+from tests.conftest import bearer, postgresql_lane_only, report_body
 
 
 def tamper(app, sql: str) -> None:
@@ -61,11 +61,15 @@ def test_api_reports_a_broken_chain(client, nurse, app):
     assert broken["bad_entry"] == 1
 
 
-def test_postgresql_refuses_to_edit_audit_rows(app, db):
-    if app.extensions["besik.db"].is_sqlite:
-        # SQLite has no trigger language for this guarantee: the hash chain covers it.
-        assert audit.verify(db).is_ok
-        return
+@postgresql_lane_only
+def test_postgresql_refuses_to_edit_or_delete_audit_rows(app, db):
+    """The trigger is PostgreSQL's promise; on SQLite the hash chain alone covers edits (the
+    tests above), so this one runs on the PostgreSQL lane only."""
     engine = app.extensions["besik.db"].engine
-    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
-        conn.execute(text("UPDATE audit_entries SET tag = 'x' WHERE seq = 1"))
+    assert engine.dialect.name == "postgresql"
+    assert db.scalar(select(func.count()).select_from(AuditEntry)) > 0  # rows to refuse
+    for sql in ("UPDATE audit_entries SET tag = 'x'", "DELETE FROM audit_entries"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(sql))
+    db.rollback()
+    assert audit.verify(db).is_ok

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import event, func, select
 
 from reporting.config import Settings
-from reporting.models import AuditEntry, Report
-from tests.conftest import report_body
+from reporting.models import AuditEntry, Deadline, Notice, Report
+from tests.conftest import at_once, bearer, report_body, serving
 
 PER_PROCESS = 200
 
@@ -164,3 +164,38 @@ def test_a_duplicate_that_passed_the_check_while_the_first_was_writing_gets_the_
     assert len(collisions) == (0 if reserved else 4)
     with database.writing() as session:
         assert session.scalars(select(Report.reference)).all() == [report.reference]
+
+
+ROUNDS = 3
+
+
+def test_two_officers_acknowledging_one_notice_at_once_record_one_acknowledgement(app, nurse):
+    """officer@ and head@ (both GRD-AST-YES) tap Acknowledge together, over real HTTP."""
+    import requests
+
+    officers = [bearer(app, "officer@besik.example"), bearer(app, "head@besik.example")]
+    client = app.test_client()
+    reports = [client.post("/api/v1/reports", json=report_body(), headers=nurse).get_json()
+               for _ in range(ROUNDS)]
+    with serving(app) as base:
+        for report in reports:
+            url = f"{base}/api/v1/reports/{report['id']}/acknowledge"
+            responses = at_once(*(lambda h=h: requests.post(url, headers=h, json={"note": "x"},
+                                                            timeout=60) for h in officers))
+            assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+            first, second = (r.json() for r in responses)
+            assert first["acknowledged_at"] == second["acknowledged_at"] is not None
+            assert first["acknowledged_by"] == second["acknowledged_by"] is not None
+            assert first["acknowledged_by"]["name"] in ("Dana Serikovna", "Marat Askarovich")
+    with app.extensions["besik.db"].reading() as session:
+        for report in reports:
+            notice_id = report["notices"][0]["id"]
+            acks = session.scalars(select(AuditEntry).where(
+                AuditEntry.tag == "notice:acknowledged",
+                AuditEntry.subject == f"notice:{notice_id}")).all()
+            assert len(acks) == 1
+            notice = session.get(Notice, notice_id)
+            assert acks[0].actor_id == notice.acknowledged_by_id
+            assert session.scalar(select(func.count()).select_from(Deadline).where(
+                Deadline.report_id == report["id"],
+                Deadline.rule == "register_in_data_bank")) == 1  # started once

@@ -25,7 +25,31 @@ def test_form_has_the_contract_labels_and_three_required_inputs(client):
         assert label in html
     # select, datetime, three radio buttons
     assert len(re.findall(r"<(?:select|input)[^>]* required[ >]", html)) == 2 + 3
-    assert "<script" not in html or 'src="/static/' in html
+
+
+def test_form_runs_no_inline_script(client):
+    """The CSP allows scripts from 'self' only: every script is a file under /static/, or a
+    JSON data block (never executed); no inline code, no inline event handlers."""
+    login(client, "nurse@besik.example")
+    response = client.get("/reports/new")
+    html = response.data.decode()
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script\s*>", html, re.S | re.I)
+    assert len(scripts) == html.lower().count("<script")  # every opened script was parsed
+    sources = []
+    for attributes, body in scripts:
+        source = re.search(r'\bsrc="([^"]*)"', attributes)
+        if source:
+            assert body.strip() == "", attributes
+            sources.append(source.group(1))
+        else:
+            assert re.search(r'\btype="application/json"', attributes), (attributes, body)
+    assert "/static/js/outbox.js" in sources  # the offline outbox is there, as a file
+    assert all(s.startswith("/static/") for s in sources), sources
+    assert not re.search(r"<[^>]+\son[a-z]+\s*=", html, re.I)  # no onclick= and the like
+    assert "javascript:" not in html.lower()
+    policy = response.headers["Content-Security-Policy"]
+    script_src = next(d for d in policy.split(";") if d.strip().startswith("script-src"))
+    assert script_src.split() == ["script-src", "'self'"]
 
 
 def test_nurse_files_through_the_form_and_sees_the_reference(client, db):

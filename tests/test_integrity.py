@@ -24,70 +24,6 @@ def _acknowledge(client, report_id: str, headers) -> None:
     assert response.status_code == 200, response.get_json()
 
 
-def _act(client, report_id: str, headers, action: str):
-    return client.post(f"/api/v1/reports/{report_id}/actions", json={"action": action},
-                       headers=headers)
-
-
-def _deadlines(client, report_id: str, headers) -> dict:
-    data = client.get(f"/api/v1/reports/{report_id}", headers=headers).get_json()
-    return {(d["rule"], d["notice_id"]): d for d in data["deadlines"]}
-
-
-def test_police_cannot_record_a_guardianship_action(client, app, nurse):
-    report = file(client, nurse, **RISK)
-    police = bearer(app, "police@besik.example")
-    _acknowledge(client, report["id"], police)
-    for action in ("examined", "placed", "registered", "police_informed", "closed"):
-        refused = _act(client, report["id"], police, action)
-        assert refused.status_code == 422, action
-        assert refused.get_json()["error"]["fields"]["action"]
-    examine = [d for (rule, _), d in _deadlines(client, report["id"], nurse).items()
-               if rule == "examine_child"]
-    assert [d["state"] for d in examine] == ["pending"]
-    assert client.get(f"/api/v1/reports/{report['id']}",
-                      headers=nurse).get_json()["state"] != "closed"
-
-
-def test_police_record_their_own_actions(client, app, nurse):
-    report = file(client, nurse, **RISK)
-    police = bearer(app, "police@besik.example")
-    _acknowledge(client, report["id"], police)
-    for action in ("investigation_opened", "no_offence_found"):
-        response = _act(client, report["id"], police, action)
-        assert response.status_code == 201, response.get_json()
-        assert response.get_json()["action"] == action
-
-
-def test_guardianship_cannot_record_a_police_action(client, app, nurse):
-    report = file(client, nurse, **RISK)
-    officer = bearer(app, "officer@besik.example")
-    _acknowledge(client, report["id"], officer)
-    assert _act(client, report["id"], officer, "investigation_opened").status_code == 422
-
-
-def test_an_action_before_acknowledging_is_409_and_changes_nothing(client, app, nurse):
-    report = file(client, nurse)
-    officer = bearer(app, "officer@besik.example")
-    refused = _act(client, report["id"], officer, "examined")
-    assert refused.status_code == 409
-    assert refused.get_json()["error"]["code"] == "not_acknowledged"
-    rules = {rule: d for (rule, _), d in _deadlines(client, report["id"], nurse).items()}
-    assert rules["examine_child"]["met_at"] is None
-
-
-def test_nothing_is_recorded_on_a_closed_report(client, app, nurse):
-    report = file(client, nurse, **RISK)
-    officer, police = bearer(app, "officer@besik.example"), bearer(app, "police@besik.example")
-    _acknowledge(client, report["id"], officer)
-    _acknowledge(client, report["id"], police)
-    assert _act(client, report["id"], officer, "closed").status_code == 201
-    for who, action in ((officer, "examined"), (police, "investigation_opened")):
-        refused = _act(client, report["id"], who, action)
-        assert refused.status_code == 409
-        assert refused.get_json()["error"]["code"] == "report_closed"
-
-
 def test_the_report_page_offers_only_the_agencys_actions_after_acknowledging(client, app,
                                                                             nurse):
     report = file(client, nurse, **RISK)
@@ -147,6 +83,7 @@ def test_init_db_adds_a_new_default_rule_to_an_older_policy(app):
 def test_an_admins_escalation_carries_no_token_and_says_whom_to_call(client, app, nurse,
                                                                      push_service):
     app.test_cli_runner().invoke(args=["policy", "set", "acknowledge_notice", "1min"])
+    head = subscribe(client, app, "head@besik.example", push_service)
     admin = subscribe(client, app, "admin@besik.example", push_service)
     report = file(client, nurse, **RISK)
     police_notice = next(n for n in report["notices"] if n["agency"]["kind"] == "police")
@@ -160,6 +97,7 @@ def test_an_admins_escalation_carries_no_token_and_says_whom_to_call(client, app
     for message in messages:
         assert message["type"] == "escalation"
         assert message["ack_token"] is None
+    assert all(p.payload["ack_token"] for p in push_service.received(head))  # an officer's
     police = next(m for m in messages if m["notice_id"] == police_notice["id"])
     assert "102" in police["body"]  # the police's phone number
     with app.extensions["besik.db"].reading() as session:

@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 
 from reporting import create_app
 from reporting.config import Settings
-from reporting.models import Notice, PushAttempt, PushDelivery, PushSubscription
+from reporting.models import AuditEntry, Notice, PushAttempt, PushDelivery, PushSubscription
 from reporting.push import ensure_vapid_key, public_key_b64
 from reporting.worker import LEASE, Worker
-from tests.conftest import bearer, report_body
+from tests.conftest import at_once, bearer, report_body
 from tests.push_service import PushService, Subscription
 
 CONTRACT_KEYS = {"type", "notice_id", "report_id", "reference", "title", "body", "url",
@@ -222,31 +222,57 @@ def test_police_notices_travel_the_same_way(client, app, nurse, push_service):
     assert push.payload["title"].startswith("Police: new report")
 
 
-def test_escalation_reaches_the_head_once_then_the_region_admin(client, app, nurse,
-                                                              push_service):
+def escalations(app) -> list[dict]:
+    with app.extensions["besik.db"].writing() as session:
+        rows = session.scalars(select(AuditEntry).where(AuditEntry.tag == "notice:escalated")
+                               .order_by(AuditEntry.seq))
+        return [{"subject": row.subject, **row.data} for row in rows]
+
+
+RACERS = 4
+
+
+def test_escalation_reaches_the_head_once_then_the_region_admin_with_workers_racing(
+        client, app, nurse, push_service):
     result = app.test_cli_runner().invoke(args=["policy", "set", "acknowledge_notice", "2s"])
     assert result.exit_code == 0
     head = subscribe(client, app, "head@besik.example", push_service)
     officer = subscribe(client, app, "officer@besik.example", push_service)
     admin = subscribe(client, app, "admin@besik.example", push_service)
     report = file(client, nurse)
-    sent_at = datetime.fromisoformat(report["notices"][0]["sent_at"])
-    workers = [worker(app, "w1"), worker(app, "w2")]
-    workers[0].run_once(sent_at + timedelta(seconds=1))  # the notice itself, to both officers
+    notice = report["notices"][0]
+    sent_at = datetime.fromisoformat(notice["sent_at"])
+    workers = [worker(app, f"w{i}") for i in range(RACERS)]
+
+    def race(moment: datetime) -> list:
+        """Every worker's pass at `moment`, all released at once; each has returned after."""
+        return at_once(*(lambda w=w: w.run_once(moment) for w in workers))
+
+    assert sum(r.escalated for r in race(sent_at + timedelta(seconds=1))) == 0
+    push_service.wait_for(1, subscription=head)
     assert len(push_service.received(head)) == len(push_service.received(officer)) == 1
-    for w in workers:  # level 1, from two workers at once: exactly once
-        w.run_once(sent_at + timedelta(seconds=2.5))
-    head_messages = [p.payload for p in push_service.received(head)]
-    assert [m["type"] for m in head_messages] == ["notice", "escalation"]
+    assert escalations(app) == []
+
+    level_1 = race(sent_at + timedelta(seconds=2.5))  # acknowledge_notice has passed
+    assert sorted(r.escalated for r in level_1) == [0] * (RACERS - 1) + [1]
+    assert [p.payload["type"] for p in push_service.received(head)] == ["notice", "escalation"]
     assert [p.payload["type"] for p in push_service.received(officer)] == ["notice", "reminder"]
     assert push_service.received(admin) == []
-    for w in workers:  # level 2 after a second interval
-        w.run_once(sent_at + timedelta(seconds=4.5))
+    assert [(e["subject"], e["level"]) for e in escalations(app)] == [
+        (f"notice:{notice['id']}", 1)]
+
+    level_2 = race(sent_at + timedelta(seconds=4.5))  # one more interval
+    assert sorted(r.escalated for r in level_2) == [0] * (RACERS - 1) + [1]
     assert [p.payload["type"] for p in push_service.received(admin)] == ["escalation"]
-    for w in workers:  # nothing more: each level fires once
-        w.run_once(sent_at + timedelta(seconds=30))
-    assert len(push_service.received(head)) == 3  # notice, escalation, level-2 reminder
-    assert len(push_service.received(admin)) == 1
+    assert [p.payload["type"] for p in push_service.received(head)] == [
+        "notice", "escalation", "reminder"]
+    assert [p.payload["type"] for p in push_service.received(officer)] == [
+        "notice", "reminder", "reminder"]
+
+    assert sum(r.escalated for r in race(sent_at + timedelta(seconds=30))) == 0  # no level 3
+    assert [e["level"] for e in escalations(app)] == [1, 2]
+    assert len(push_service.received()) == 3 + 3 + 1  # head, officer, admin: nothing twice
+    assert {d.status for d in deliveries(app)} == {"sent"}
     data = client.get(f"/api/v1/reports/{report['id']}", headers=nurse).get_json()
     assert data["notices"][0]["escalation_level"] == 2
 
@@ -323,7 +349,7 @@ def test_a_killed_workers_claims_are_sent_after_its_lease(client, app, nurse, pu
 def test_actions_meet_their_deadlines_and_closing_closes(client, app, nurse):
     report = file(client, nurse)
     officer = bearer(app, "officer@besik.example")
-    client.post(f"/api/v1/reports/{report['id']}/acknowledge", headers=officer)
+    client.post(f"/api/v1/reports/{report['id']}/acknowledge", headers=officer)  # first
     url = f"/api/v1/reports/{report['id']}/actions"
     assert client.post(url, json={"action": "teleported"}, headers=officer).status_code == 422
     response = client.post(url, json={"action": "examined", "note": "healthy"}, headers=officer)
