@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from . import clock
-from .models import AuditEntry, AuditHead, table_of
+from .deadlines import start_of_local_day
+from .models import AuditEntry, AuditHead, User, table_of
 
 GENESIS = "0" * 64
 
@@ -116,3 +117,32 @@ def verify(session: Session, batch: int = 5000) -> Verification:
     if head is not None and (head.seq != last_seq or head.hash != prev):
         return Verification(False, count, prev, last_seq + 1, "entries missing at the end")
     return Verification(True, count, prev)
+
+
+def page(session: Session, *, first_day: date | None, last_day: date | None,
+         event: str | None, before_seq: int | None, limit: int
+         ) -> tuple[list[AuditEntry], int | None]:
+    """Entries newest first, within Almaty days and an event (a tag or its prefix), and
+    the cursor of the next page."""
+    query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit + 1)
+    if first_day is not None:
+        query = query.where(AuditEntry.at >= start_of_local_day(first_day))
+    if last_day is not None:
+        query = query.where(AuditEntry.at < start_of_local_day(last_day + timedelta(days=1)))
+    if event:
+        query = query.where(AuditEntry.tag == event if ":" in event
+                            else AuditEntry.tag.startswith(f"{event}:"))
+    if before_seq is not None:
+        query = query.where(AuditEntry.seq < before_seq)
+    rows = list(session.scalars(query))
+    entries = rows[:limit]
+    return entries, entries[-1].seq if len(rows) > limit else None
+
+
+def actor_names(session: Session, entries: list[AuditEntry]) -> dict[int, str]:
+    """The names of the people who acted in these entries."""
+    ids = {e.actor_id for e in entries if e.actor_id is not None}
+    if not ids:
+        return {}
+    return {row.id: row.name for row in session.execute(
+        select(User.id, User.name).where(User.id.in_(ids)))}

@@ -75,3 +75,15 @@ REPORT_LIST_QUERY = Obj({
 }, name="ReportListQuery")
 
 BODIES = (REPORT, NOTE, ACTION, ACK_TOKEN, RESERVE, HEARTBEAT, SUBSCRIPTION, ENDPOINT)
+
+AUDIT_QUERY = Obj({
+    "from": DateField(description="First Almaty day, YYYY-MM-DD."),
+    "to": DateField(description="Last Almaty day, YYYY-MM-DD."),
+    "event": Str(max_length=64, pattern=r"[a-z_]+(:[a-z_]+)?",
+                 description="A tag (report:filed) or a prefix (report)."),
+    "limit": IntField(minimum=1, maximum=500, from_text=True, description="Default 100."),
+    "cursor": IntField(minimum=1, maximum=2**62, from_text=True,
+                       description="next_cursor of the previous page."),
+}, name="AuditQuery")
+DIGEST_QUERY = Obj({"date": DateField(description="An Almaty day (default: today so far).")},
+                   name="DigestQuery")

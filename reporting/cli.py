@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import date
 from typing import NoReturn, TypeVar
 
 import click
@@ -12,9 +13,11 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, clock, demo
+from . import audit, clock, demo, digests
 from .accounts import deactivate, find_user, revoke_tokens
+from .config import Settings
 from .db import get_db, reading, writing
+from .deadlines import to_local
 from .migrate import upgrade
 from .models import Agency, Facility, Region, Role, User
 from .passwords import hash_password
@@ -29,7 +32,7 @@ T = TypeVar("T", Facility, Agency, Region)
 def register(app: Flask) -> None:
     """Attach the commands to the app."""
     for command in (init_db, seed_demo, create_user, create_token_cmd, deactivate_user,
-                    revoke_tokens_cmd, policy, audit_verify, worker, vapid_keys):
+                    revoke_tokens_cmd, policy, audit_verify, audit_digest, worker, vapid_keys):
         app.cli.add_command(command)
 
 
@@ -41,6 +44,9 @@ def init_db() -> None:
     upgrade(db.engine)
     with writing() as session:
         ensure_default_policy(session, clock.now())
+    if digests.ensure_key(_settings().audit_key_file):
+        click.echo(f"created the audit digest key {_settings().audit_key_file}: keep a copy "
+                   "apart from the database backups")
     click.echo("database ready")
 
 
@@ -179,16 +185,48 @@ def policy_set(rule: str, duration: str) -> None:
 
 
 @click.command("audit-verify")
+@click.option("--digest", "digest_line", help="Also check the chain against a digest line.")
 @with_appcontext
-def audit_verify() -> None:
-    """Check the audit hash chain."""
+def audit_verify(digest_line: str | None) -> None:
+    """Check the audit hash chain (and that it still holds a published digest's head)."""
     with reading() as session:
-        result = audit.verify(session)
+        if digest_line is None:
+            result = audit.verify(session)
+        else:
+            try:
+                result = digests.check(session, _audit_key(), digest_line)
+            except digests.DigestError as exc:
+                _bad_input(str(exc))
     if result.is_ok:
         click.echo(f"ok {result.entries} {result.head}")
         return
     click.echo(f"broken at entry {result.bad_seq}: {result.reason}")
     sys.exit(1)
+
+
+@click.command("audit-digest")
+@click.option("--date", "day", help="An Almaty day, YYYY-MM-DD (default: today, so far).")
+@with_appcontext
+def audit_digest(day: str | None) -> None:
+    """Print the chain's head at the end of a day, signed: '<date> <entries> <head> <hmac>'."""
+    try:
+        chosen = date.fromisoformat(day) if day else to_local(clock.now()).date()
+    except ValueError:
+        _bad_input(f"not a date (YYYY-MM-DD): {day}")
+    with reading() as session:
+        click.echo(digests.digest_of(session, _audit_key(), chosen).line())
+
+
+def _audit_key() -> bytes:
+    try:
+        return digests.load_key(_settings().audit_key_file)
+    except digests.DigestError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["BESIK"]
+    return settings
 
 
 @click.command("worker")

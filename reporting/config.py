@@ -38,6 +38,9 @@ class Settings:
     instance_path: Path = REPO_ROOT / "instance"
     vapid_private_key_file: Path = REPO_ROOT / "instance" / "vapid_private.pem"
     vapid_subject: str = "mailto:alerts@besik.example"
+    # The key of the daily audit digests: outside the database, so that whoever can rewrite
+    # the log cannot also re-sign it.
+    audit_key_file: Path = REPO_ROOT / "instance" / "audit.key"
     push_allowed_hosts: tuple[str, ...] = DEFAULT_PUSH_HOSTS
     worker_poll_seconds: float = 1.0
     session_idle_seconds: int = 30 * 60
@@ -45,6 +48,11 @@ class Settings:
     session_max_seconds: int = 12 * 3600
     token_days: int = 90
     max_body_bytes: int = 64 * 1024
+
+    @property
+    def audit_digest_log(self) -> Path:
+        """The append-only file the worker writes each day's audit digest to."""
+        return self.instance_path / "audit-digests.log"
 
     @property
     def token_lifetime(self) -> timedelta:
@@ -94,6 +102,7 @@ class Settings:
                 environ.get("VAPID_PRIVATE_KEY_FILE", str(instance / "vapid_private.pem"))
             ),
             vapid_subject=subject,
+            audit_key_file=Path(environ.get("AUDIT_KEY_FILE", str(instance / "audit.key"))),
             push_allowed_hosts=(
                 tuple(h.strip().lower() for h in hosts.split(",") if h.strip())
                 if hosts is not None

@@ -218,6 +218,11 @@ def to_local(moment: datetime) -> datetime:
     return utc(moment).astimezone(ALMATY)
 
 
+def start_of_local_day(day: date) -> datetime:
+    """00:00 of `day` in Almaty, as UTC."""
+    return datetime.combine(day, time(0), tzinfo=ALMATY).astimezone(UTC)
+
+
 def _end_of_local_day(day: date) -> datetime:
     # 24:00 of `day` is 00:00 of the next; built in local time so the offset is that day's.
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=ALMATY).astimezone(UTC)

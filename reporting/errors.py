@@ -90,6 +90,10 @@ class PushUnavailableError(BesikError):
     """The server has no VAPID key yet: nobody can subscribe."""
 
 
+class DigestKeyMissingError(BesikError):
+    """The audit digest key file is missing: init-db creates it."""
+
+
 class Refusal(NamedTuple):
     status: int
     code: str
@@ -116,6 +120,8 @@ REFUSALS: dict[type[BesikError], Refusal] = {
                                   _l("Too many failed attempts: try again later.")),
     AckTokenError: Refusal(403, "forbidden",
                            _l("This acknowledgement link is used, expired or not valid.")),
+    DigestKeyMissingError: Refusal(503, "digest_unavailable",
+                                   _l("Audit digests are not set up on this server yet.")),
     PushUnavailableError: Refusal(503, "push_unavailable",
                                   _l("Notifications are not set up on this server yet.")),
 }

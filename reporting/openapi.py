@@ -127,6 +127,12 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "SubscriptionCreated": _object({"id": INTEGER}),
     "Queued": _object({"queued": INTEGER}),
     "OpenAPI": {"type": "object"},
+    "AuditPage": _object({"items": {"type": "array", "items": _object({
+        "seq": INTEGER, "at": TIME, "event": STRING,
+        "actor": _nullable(_object({"id": INTEGER, "name": STRING})),
+        "subject": _nullable(STRING), "hash": STRING})}, "next_cursor": _nullable(INTEGER)}),
+    "AuditDigest": _object({"date": {"type": "string", "format": "date"}, "entries": INTEGER,
+                            "head": STRING, "hmac": STRING}),
 }
 ERROR = _object({"error": _object({
     "code": STRING, "message": STRING,

@@ -12,15 +12,16 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from . import alerts, clock, messages, push, throttle
+from . import alerts, clock, digests, messages, push, throttle
 from .acknowledgements import issue_ack_token
 from .config import Settings
 from .db import Database
+from .deadlines import to_local
 from .models import PushAttempt, PushDelivery, PushSubscription, Role, User
 from .vocabulary import DeliveryStatus
 
@@ -48,6 +49,7 @@ class Worker:
     def __init__(self, db: Database, settings: Settings, name: str | None = None) -> None:
         self.db, self.settings = db, settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self._digested_through: date | None = None
 
     def run_once(self, now: datetime | None = None) -> PassResult:
         """Escalate, remind, deliver everything that is due, then checkpoint SQLite's WAL.
@@ -65,7 +67,26 @@ class Worker:
             if len(claimed) < BATCH:
                 break
         self.db.checkpoint()  # keeps WAL checkpoints (and their fsync) off requests
+        self.record_digests(now or clock.now())
         return result
+
+    def record_digests(self, now: datetime) -> None:
+        """Once a day: the finished days' audit digests to the append-only file and the log."""
+        yesterday = to_local(now).date() - timedelta(days=1)
+        if self._digested_through is not None and self._digested_through >= yesterday:
+            return
+        try:
+            key = digests.load_key(self.settings.audit_key_file)
+        except digests.DigestError:
+            log.warning("no audit digest key at %s: run 'flask init-db'",
+                        self.settings.audit_key_file)
+            self._digested_through = yesterday  # say it once a day, not every pass
+            return
+        with self.db.reading() as session:
+            written = digests.record_daily(session, key, self.settings.audit_digest_log, now)
+        for digest in written:
+            log.info("audit digest %s", digest.line())
+        self._digested_through = yesterday
 
     def run_forever(self, poll_seconds: float) -> None:
         """Poll until killed; a new notice is picked up within one poll interval."""

@@ -27,6 +27,7 @@ from reporting import create_app
 from reporting.config import Settings
 from reporting.db import Database
 from reporting.demo import DEMO_PASSWORD, seed_demo
+from reporting.digests import ensure_key as ensure_audit_key
 from reporting.migrate import upgrade
 from reporting.models import Base
 from reporting.policy import ensure_default_policy
@@ -117,8 +118,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def settings(database_url: str, tmp_path: Path) -> Settings:
     key = tmp_path / "vapid_private.pem"
     ensure_vapid_key(key)
+    audit_key = tmp_path / "audit.key"
+    ensure_audit_key(audit_key)
     return Settings(database_url=database_url, secret_key="test-secret", env="demo",
-                    instance_path=tmp_path, vapid_private_key_file=key)
+                    instance_path=tmp_path, vapid_private_key_file=key,
+                    audit_key_file=audit_key)
 
 
 @pytest.fixture

@@ -13,13 +13,15 @@ from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import and_, exists, or_, select
 
-from .. import alerts, audit, clock, heartbeats, push, references, subscriptions
+from .. import alerts, audit, clock, digests, heartbeats, push, references, subscriptions
 from ..access import PUBLIC, SIGNED_IN, allow, token_authenticated, visible_reports
 from ..acknowledgements import acknowledge, acknowledge_with_token
 from ..actions import record_action
 from ..bodies import (
     ACK_TOKEN,
     ACTION,
+    AUDIT_QUERY,
+    DIGEST_QUERY,
     ENDPOINT,
     HEARTBEAT,
     NOTE,
@@ -30,7 +32,9 @@ from ..bodies import (
 )
 from ..config import Settings
 from ..db import reading, writing
+from ..deadlines import to_local
 from ..errors import (
+    DigestKeyMissingError,
     NoFacilityError,
     NotFoundError,
     PushUnavailableError,
@@ -155,6 +159,42 @@ def verify_audit() -> Any:
     if not result.is_ok:
         body |= {"bad_entry": result.bad_seq, "reason": result.reason}
     return jsonify(body)
+
+
+@bp.get("/audit")
+@allow(Role.ADMIN)
+@operation("Audit entries, newest first", query=AUDIT_QUERY, returns="AuditPage")
+def list_audit() -> Any:
+    """The audit log, filtered by Almaty days and event, with cursor pagination."""
+    args = validated_query(AUDIT_QUERY)
+    limit = args.get("limit", 100)
+    with reading() as session:
+        entries, next_cursor = audit.page(
+            session, first_day=args.get("from"), last_day=args.get("to"),
+            event=args.get("event"), before_seq=args.get("cursor"), limit=limit)
+        names = audit.actor_names(session, entries)
+    return jsonify(items=[{"seq": e.seq, "at": iso(e.at), "event": e.tag,
+                           "actor": ({"id": e.actor_id, "name": names.get(e.actor_id, "")}
+                                     if e.actor_id is not None else None),
+                           "subject": e.subject, "hash": e.hash} for e in entries],
+                   next_cursor=next_cursor)
+
+
+@bp.get("/audit/digest")
+@allow(Role.ADMIN)
+@operation("The signed head of the audit chain at the end of a day", query=DIGEST_QUERY,
+           returns="AuditDigest", errors=(503,))
+def audit_digest() -> Any:
+    """As `flask audit-digest`: the chain's head at the end of an Almaty day, signed."""
+    day = validated_query(DIGEST_QUERY).get("date") or to_local(clock.now()).date()
+    try:
+        key = digests.load_key(_settings().audit_key_file)
+    except digests.DigestError:
+        raise DigestKeyMissingError() from None
+    with reading() as session:
+        digest = digests.digest_of(session, key, day)
+    return jsonify(date=digest.day.isoformat(), entries=digest.entries, head=digest.head,
+                   hmac=digest.hmac)
 
 
 @bp.post("/references/reserve")
