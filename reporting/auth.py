@@ -12,7 +12,7 @@ from . import clock, throttle
 from .db import reading, writing
 from .errors import HTTP_REFUSALS, TooManyAttemptsError, error_response, wants_json
 from .models import User
-from .tokens import bearer_token, user_for_token
+from .tokens import bearer_token, token_digest, user_for_token
 
 
 def init_login(app: Flask) -> None:
@@ -115,3 +115,11 @@ def fresh_session() -> None:
     session.clear()
     if lang:
         session["lang"] = lang
+
+
+def viewing_session() -> str:
+    """What "once per session" means for the caller: their sign-in, or their bearer token."""
+    token = bearer_token(request)
+    if token is not None:
+        return f"token:{token_digest(token)[:40]}"
+    return f"session:{session.get('_user_id')}:{session.get(SIGNED_IN_AT)}"

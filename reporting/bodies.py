@@ -87,3 +87,9 @@ AUDIT_QUERY = Obj({
 }, name="AuditQuery")
 DIGEST_QUERY = Obj({"date": DateField(description="An Almaty day (default: today so far).")},
                    name="DigestQuery")
+COMPLIANCE_QUERY = Obj({
+    "from": DateField(description="First Almaty day (default: 29 days before today)."),
+    "to": DateField(description="Last Almaty day (default: today)."),
+    "region": Str(max_length=32, pattern=r"[A-Z0-9-]{2,32}",
+                  description="A region within the admin's scope."),
+}, name="ComplianceQuery")

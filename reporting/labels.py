@@ -42,6 +42,22 @@ AUDIT_REASONS: dict[str, Any] = {
 }
 
 
+GAP_KINDS: dict[str, Any] = {
+    "district_unreachable": _l("Nobody would hear a report from this district"),
+    "facility_unrouted": _l("Reports from this facility reach no guardianship agency"),
+    "facility_fallback": _l("Reports from this facility go only to the region's agency"),
+    "subscription_stale": _l("This device has received no alert for a week"),
+    "phone_stuck": _l("A phone has held a report unsent for over 15 minutes"),
+}
+
+
+def countdown_strings() -> dict[str, str]:
+    """What countdown.js needs, translated for the page."""
+    from flask_babel import gettext as _
+
+    return {"minutes": _("%(n)s min"), "hours": _("%(h)s h %(m)s min")}
+
+
 def label(table: dict[str, Any], code: str) -> str:
     """The label of `code`, or the code itself when it has none."""
     return str(table.get(code, code))

@@ -441,3 +441,14 @@ class FailedAttempt(Base):
     key: Mapped[str] = mapped_column(String(300))
     at: Mapped[utc]
     __table_args__ = (Index("ix_failed_attempts_key_at", "key", "at"),)
+
+
+class ReportView(Base):
+    """That one session (a sign-in, or a bearer token) has seen a report in a list: its
+    report:viewed entry is written once, not on every refresh of the list."""
+
+    __tablename__ = "report_views"
+    session_key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    first_at: Mapped[utc]

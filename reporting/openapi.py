@@ -131,6 +131,25 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "seq": INTEGER, "at": TIME, "event": STRING,
         "actor": _nullable(_object({"id": INTEGER, "name": STRING})),
         "subject": _nullable(STRING), "hash": STRING})}, "next_cursor": _nullable(INTEGER)}),
+    "Compliance": _object({
+        "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+        "facilities": {"type": "array", "items": _object({
+            "code": STRING, "name": STRING, "reports": INTEGER, "on_time": INTEGER,
+            "late": INTEGER, "on_time_rate": _nullable({"type": "number"}),
+            "on_time_statutory": INTEGER, "late_statutory": INTEGER,
+            "median_minutes_to_file": _nullable({"type": "number"})})},
+        "agencies": {"type": "array", "items": _object({
+            "code": STRING, "name": STRING, "kind": STRING, "notices": INTEGER,
+            "acknowledged": INTEGER, "median_minutes_to_ack": _nullable({"type": "number"}),
+            "p90_minutes_to_ack": _nullable({"type": "number"}), "overdue_now": INTEGER,
+            "escalations": INTEGER})},
+        "overdue": {"type": "array", "items": _object({
+            "report_id": STRING, "reference": STRING, "rule": STRING, "due_at": TIME,
+            "agency": _nullable(STRING)})}}),
+    "Coverage": _object({"gaps": {"type": "array", "items": _object({
+        "kind": _enum(("district_unreachable", "facility_unrouted", "facility_fallback",
+                       "subscription_stale", "phone_stuck")),
+        "code": STRING, "detail": STRING})}}),
     "AuditDigest": _object({"date": {"type": "string", "format": "date"}, "entries": INTEGER,
                             "head": STRING, "hmac": STRING}),
 }

@@ -11,14 +11,22 @@ from datetime import datetime
 from typing import Any
 
 from flask import request
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import BadRequest
 
 from ..access import visible_reports
 from ..acknowledgements import notice_for_officer
+from ..compliance import Scope, default_period, region_of
 from ..db import reading, writing
-from ..errors import MalformedJSONError, NotFoundError, NotJSONError, ReferenceTakenError
+from ..errors import (
+    MalformedJSONError,
+    NotFoundError,
+    NotJSONError,
+    ReferenceTakenError,
+    ValidationError,
+)
 from ..models import Notice, Report, User
 from ..reports import Filed, already_filed, file_report, plan_filing
 from ..schema import Obj
@@ -104,3 +112,20 @@ def officers_report_and_notice(report_id: str) -> tuple[Report, Notice]:
     if notice is None:
         raise NotFoundError()
     return report, notice
+
+
+def compliance_scope(args: dict[str, Any], now: datetime) -> Scope:
+    """An admin's period and region from validated query arguments: a region outside the
+    admin's own is 404, like any record outside scope."""
+    first_day, last_day = default_period(now)
+    first_day, last_day = args.get("from") or first_day, args.get("to") or last_day
+    if first_day > last_day:
+        raise ValidationError({"from": _l("Must not be after the last day.")})
+    region_id = current_user.region_id
+    if args.get("region"):
+        with reading() as session:
+            region = region_of(session, args["region"])
+        if region is None or (region_id is not None and region.id != region_id):
+            raise NotFoundError()
+        region_id = region.id
+    return Scope(region_id, first_day, last_day)

@@ -1,17 +1,21 @@
-"""The administrator's pages."""
+"""The administrator's pages: the compliance dashboard and the audit log."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from .. import audit
+from .. import audit, charts, clock, compliance, coverage, labels
 from ..access import allow, visible_reports
+from ..bodies import COMPLIANCE_QUERY
 from ..db import reading
+from ..errors import ValidationError
 from ..models import Role
+from . import compliance_scope
 
 bp = Blueprint("admin", __name__)
 
@@ -19,11 +23,25 @@ bp = Blueprint("admin", __name__)
 @bp.get("/admin")
 @allow(Role.ADMIN)
 def index() -> Any:
-    """The compliance overview (grows with the compliance dashboard)."""
+    """The dashboard: who reports and answers on time, what is overdue now, and every gap
+    through which a report could fall (the same figures as GET /api/v1/compliance)."""
+    now = clock.now()
+    args = {k: v for k, v in request.args.items() if k in COMPLIANCE_QUERY.fields}
+    try:
+        scope = compliance_scope(COMPLIANCE_QUERY.clean(args), now)
+        errors: dict[str, Any] = {}
+    except ValidationError as exc:
+        scope, errors = compliance_scope({}, now), exc.fields
     with reading() as session:
+        figures = compliance.figures(session, scope, now)
+        gaps = coverage.gaps(session, scope.region_id, now)
         total = session.scalar(select(func.count()).select_from(
             visible_reports(current_user).subquery()))
-    return render_template("admin/index.html", total=total)
+    chart = charts.on_time_bars(figures["facilities"],
+                                _("Reports on time and late, by facility"))
+    return render_template("admin/index.html", figures=figures, gaps=gaps, chart=chart,
+                           scope=scope, args=args, errors=errors, total=total,
+                           js_strings=labels.countdown_strings()), 422 if errors else 200
 
 
 @bp.get("/admin/audit")

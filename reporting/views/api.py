@@ -13,14 +13,28 @@ from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import and_, exists, or_, select
 
-from .. import alerts, audit, clock, digests, heartbeats, push, references, subscriptions
+from .. import (
+    alerts,
+    audit,
+    clock,
+    compliance,
+    coverage,
+    digests,
+    heartbeats,
+    push,
+    references,
+    subscriptions,
+    viewing,
+)
 from ..access import PUBLIC, SIGNED_IN, allow, token_authenticated, visible_reports
 from ..acknowledgements import acknowledge, acknowledge_with_token
 from ..actions import record_action
+from ..auth import viewing_session
 from ..bodies import (
     ACK_TOKEN,
     ACTION,
     AUDIT_QUERY,
+    COMPLIANCE_QUERY,
     DIGEST_QUERY,
     ENDPOINT,
     HEARTBEAT,
@@ -46,6 +60,7 @@ from ..present import action_json, iso, notice_json, report_json
 from ..reports import clean_report
 from ..vocabulary import AckChannel, DeliveryKind, ReportFilter
 from . import (
+    compliance_scope,
     file_and_commit,
     json_body,
     officers_report_and_notice,
@@ -110,7 +125,12 @@ def list_reports() -> Any:
                                .limit(limit + 1)).all()
         page = rows[:limit]
         next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-        return jsonify(items=[report_json(r, now) for r in page], next_cursor=next_cursor)
+        body = jsonify(items=[report_json(r, now) for r in page], next_cursor=next_cursor)
+        new = viewing.unseen(session, viewing_session(), [r.id for r in page])
+    if new:
+        with writing() as session:
+            viewing.record_listed(session, current_user.id, viewing_session(), new, now)
+    return body
 
 
 def _state_filter(state: ReportFilter, now: datetime) -> Any:
@@ -144,8 +164,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 @allow(SIGNED_IN)
 @operation("One report in the caller's scope", returns="ReportOut")
 def show_report(report_id: str) -> Any:
-    """One report in the caller's scope; outside it, 404 (no existence leak)."""
-    return jsonify(report_json(report_in_scope(report_id), clock.now()))
+    """One report in the caller's scope; outside it, 404 (no existence leak). Audited."""
+    now = clock.now()
+    body = jsonify(report_json(report_in_scope(report_id), now))
+    with writing() as session:
+        viewing.record_view(session, current_user.id, report_id, "api", now)
+    return body
 
 
 @bp.get("/audit/verify")
@@ -159,6 +183,32 @@ def verify_audit() -> Any:
     if not result.is_ok:
         body |= {"bad_entry": result.bad_seq, "reason": result.reason}
     return jsonify(body)
+
+
+@bp.get("/compliance")
+@allow(Role.ADMIN)
+@operation("Compliance figures per facility and agency, and what is overdue now",
+           query=COMPLIANCE_QUERY, returns="Compliance", errors=(404,))
+def compliance_figures() -> Any:
+    """The dashboard's figures, in the admin's scope (CONTRACT §5)."""
+    now = clock.now()
+    scope = compliance_scope(validated_query(COMPLIANCE_QUERY), now)
+    with reading() as session:
+        figures = compliance.figures(session, scope, now)
+    return jsonify(figures | {"overdue": [item | {"due_at": iso(item["due_at"])}
+                                          for item in figures["overdue"]]})
+
+
+@bp.get("/coverage")
+@allow(Role.ADMIN)
+@operation("Every gap through which a report could fall, in the admin's scope",
+           returns="Coverage")
+def coverage_gaps() -> Any:
+    """Districts nobody would hear, facilities routed nowhere or to a fallback, silent
+    devices, phones holding reports unsent."""
+    with reading() as session:
+        found = coverage.gaps(session, current_user.region_id, clock.now())
+    return jsonify(gaps=[gap.as_json() for gap in found])
 
 
 @bp.get("/audit")

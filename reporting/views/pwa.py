@@ -19,7 +19,8 @@ bp = Blueprint("pwa", __name__)
 # they hold a child's and a mother's personal data.
 SHELL_PAGES = ("/reports/new", "/offline")
 SHELL_STATIC = ("css/besik.css", "js/page.js", "js/api.js", "js/outbox.js", "js/app.js",
-                "js/inbox.js", "icons/icon-192.png", "icons/icon-512.png", "icons/maskable-512.png")
+                "js/inbox.js", "js/countdown.js", "icons/icon-192.png", "icons/icon-512.png",
+                "icons/maskable-512.png")
 
 
 @functools.cache

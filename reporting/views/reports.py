@@ -9,11 +9,11 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
-from .. import clock, labels
+from .. import clock, labels, viewing
 from ..access import SIGNED_IN, allow
 from ..acknowledgements import notice_for_officer
 from ..actions import ACTIONS_OF
-from ..db import reading
+from ..db import reading, writing
 from ..deadlines import ALMATY, exact_seconds, to_local
 from ..errors import Fields, ReportIdConflictError, ValidationError, refusal_of
 from ..models import Facility, Report, Role, new_uuid
@@ -111,8 +111,11 @@ def create() -> Any:
 @bp.get("/reports/<report_id>")
 @allow(SIGNED_IN)
 def show(report_id: str) -> Any:
-    """The report, its notices and deadlines; outside the caller's scope: 404."""
-    return report_page(report_in_scope(report_id))
+    """The report, its notices and deadlines; outside the caller's scope: 404. Audited."""
+    page = report_page(report_in_scope(report_id))
+    with writing() as session:
+        viewing.record_view(session, current_user.id, report_id, "page", clock.now())
+    return page
 
 
 def report_page(report: Report, errors: Fields | None = None, status: int = 200) -> Any:

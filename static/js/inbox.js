@@ -1,6 +1,6 @@
 /* The officer's inbox: turn on notifications for this device (on a tap: browsers ask for
- * permission only on a user gesture), see each device's last delivery, send a test, and
- * count down to each acknowledgement deadline. Without this script the inbox still works.
+ * permission only on a user gesture), see each device's last delivery and send a test
+ * (countdown.js counts down to each deadline). Without this script the inbox still works.
  * Needs page.js and api.js loaded first. */
 (function () {
   "use strict";
@@ -80,20 +80,6 @@
     api.request("POST", "/api/v1/push/test").catch(function () {});
   });
 
-  function countdowns() {
-    document.querySelectorAll("[data-countdown]").forEach(function (node) {
-      var left = Date.parse(node.dataset.countdown) - Date.now();
-      var minutes = Math.round(Math.abs(left) / 60000);
-      node.dataset.left = String(Math.round(left / 1000));
-      var span = minutes >= 60
-        ? fill(T.hours, { h: Math.floor(minutes / 60), m: minutes % 60 })
-        : fill(T.minutes, { n: minutes });
-      node.textContent = (left >= 0 ? "⏱ " : "⚠ −") + span + " (" + clock.format(new Date(Date.parse(node.dataset.countdown))) + ")";
-    });
-  }
-
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(function () {});
   refreshState();
-  countdowns();
-  setInterval(countdowns, 15000);
 })();
