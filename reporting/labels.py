@@ -7,7 +7,15 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 
-from .vocabulary import Circumstance, OfficerAction, RiskFlag, Sex
+from .vocabulary import (
+    AckChannel,
+    Circumstance,
+    DeliveryKind,
+    DeliveryStatus,
+    OfficerAction,
+    RiskFlag,
+    Sex,
+)
 
 CIRCUMSTANCES = Circumstance.labels()
 SEXES = Sex.labels()
@@ -42,6 +50,9 @@ AUDIT_REASONS: dict[str, Any] = {
 }
 
 
+DELIVERY_KINDS = DeliveryKind.labels()
+DELIVERY_STATUSES = DeliveryStatus.labels()
+CHANNELS = AckChannel.labels()
 GAP_KINDS: dict[str, Any] = {
     "district_unreachable": _l("Nobody would hear a report from this district"),
     "facility_unrouted": _l("Reports from this facility reach no guardianship agency"),

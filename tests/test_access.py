@@ -216,6 +216,7 @@ OFFICERS = frozenset({"officer"})
 ROUTES = {
     ("api.show_report", "GET"): Route(200),
     ("reports.show", "GET"): Route(200),
+    ("reports.evidence_record", "GET"): Route(200, frozenset({"officer", "admin"})),
     ("api.acknowledge_report", "POST"): Route(200, OFFICERS),
     ("officer.acknowledge_from_report", "POST"): Route(303, OFFICERS),
     ("officer.acknowledge_from_inbox", "POST"): Route(303, OFFICERS),

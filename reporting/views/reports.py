@@ -9,7 +9,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
-from .. import clock, labels, viewing
+from .. import clock, evidence, labels, viewing
 from ..access import SIGNED_IN, allow
 from ..acknowledgements import notice_for_officer
 from ..actions import ACTIONS_OF
@@ -129,3 +129,18 @@ def report_page(report: Report, errors: Fields | None = None, status: int = 200)
                            view=report_json(report, clock.now()), officer_notice=officer_notice,
                            actions=actions, errors=errors or {},
                            is_receipt=request.args.get("filed") == "1"), status
+
+
+@bp.get("/reports/<report_id>/evidence")
+@allow(Role.OFFICER, Role.ADMIN)
+def evidence_record(report_id: str) -> Any:
+    """The printable evidence record: timeline with both clocks, notices, deliveries and
+    their attempts, actions, and the report's audit entries with their chain hashes."""
+    report, now = report_in_scope(report_id), clock.now()
+    with reading() as session:
+        record = evidence.gather(session, report)
+        page = render_template("reports/evidence.html", record=record, report=report,
+                               view=report_json(report, now), printed_at=now)
+    with writing() as session:
+        viewing.record_view(session, current_user.id, report_id, "evidence", now)
+    return page
