@@ -10,7 +10,15 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
-from .models import Deadline, Notice, PushDelivery, PushSubscription, Role, User
+from .models import (
+    CoverageGap,
+    Deadline,
+    Notice,
+    PushDelivery,
+    PushSubscription,
+    Role,
+    User,
+)
 from .vocabulary import DeliveryKind, DeliveryStatus
 
 # Reminders for an acknowledged notice come this long before examine_child falls due.
@@ -142,3 +150,25 @@ def remind_examination(session: Session, now: datetime) -> int:
         reminded += 1
     session.flush()
     return reminded
+
+
+def alert_coverage_gaps(session: Session, gaps: Iterable[CoverageGap], now: datetime) -> int:
+    """Queue each newly opened gap to the admins of its region (and the country's)."""
+    queued = 0
+    for gap in gaps:
+        admins = (region_admins(session, gap.region_id) if gap.region_id is not None
+                  else country_admins(session))
+        rows = deliveries_for(subscriptions_of(session, (a.id for a in admins)), None,
+                              DeliveryKind.COVERAGE, now)
+        for row in rows:
+            row.gap_id = gap.id
+        session.add_all(rows)
+        queued += len(rows)
+    session.flush()
+    return queued
+
+
+def country_admins(session: Session) -> list[User]:
+    """Active admins whose scope is the whole country."""
+    return list(session.scalars(select(User).where(
+        User.role == Role.ADMIN, User.is_active.is_(True), User.region_id.is_(None))))

@@ -8,6 +8,7 @@ from typing import Any
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
+from . import labels
 from .deadlines import to_local
 from .models import AgencyKind, PushDelivery
 from .present import iso
@@ -22,6 +23,15 @@ def payload(delivery: PushDelivery, token: str | None, locale: str | None, *,
     acknowledge."""
     with force_locale(locale or "en"):
         notice = delivery.notice
+        if delivery.kind == DeliveryKind.COVERAGE and delivery.gap is not None:
+            gap = delivery.gap
+            return {"type": "coverage", "notice_id": None, "report_id": None,
+                    "reference": None,
+                    "title": _("Coverage gap: %(what)s", what=str(labels.GAP_KINDS.get(
+                        gap.kind, gap.kind))),
+                    "body": f"{gap.code}: {gap.detail}"[:400], "url": "/admin#gaps",
+                    "gap_id": gap.id,
+                    "ack_due_at": None, "ack_token": None}
         if notice is None:
             return {"type": "test", "notice_id": None, "report_id": None, "reference": None,
                     "title": _("Besik test notification"),

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -386,9 +387,12 @@ class PushDelivery(Base):
     sent_at: Mapped[utc_opt]
     last_status: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # A coverage gap's alert to an admin (no notice).
+    gap_id: Mapped[int | None] = mapped_column(ForeignKey("coverage_gaps.id"))
     subscription: Mapped[PushSubscription | None] = relationship()
     user: Mapped[User] = relationship()
     notice: Mapped[Notice | None] = relationship()
+    gap: Mapped[CoverageGap | None] = relationship()
 
 
 class PushAttempt(Base):
@@ -452,3 +456,21 @@ class ReportView(Base):
     report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     first_at: Mapped[utc]
+
+
+class CoverageGap(Base):
+    """A gap the coverage monitor found: open until it is no longer found. Its admins are
+    alerted once, when it opens (a partial unique index keeps one open row per gap, so
+    several workers cannot both open it)."""
+
+    __tablename__ = "coverage_gaps"
+    id: Mapped[intpk]
+    kind: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str] = mapped_column(String(80))
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"))
+    detail: Mapped[str] = mapped_column(String(500))
+    opened_at: Mapped[utc]
+    closed_at: Mapped[utc_opt]
+    __table_args__ = (Index("ix_coverage_gaps_open", "kind", "code", unique=True,
+                            sqlite_where=text("closed_at IS NULL"),
+                            postgresql_where=text("closed_at IS NULL")),)

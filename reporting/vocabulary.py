@@ -83,6 +83,7 @@ class DeliveryKind(Term):
     REMINDER = "reminder", _l("Reminder")
     ESCALATION = "escalation", _l("Escalation")
     TEST = "test", _l("Test message")
+    COVERAGE = "coverage", _l("Coverage gap")
 
 
 class DeliveryStatus(Term):

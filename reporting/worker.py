@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from . import alerts, clock, digests, messages, push, throttle
+from . import alerts, clock, coverage, digests, messages, push, throttle
 from .acknowledgements import issue_ack_token
 from .config import Settings
 from .db import Database
@@ -41,6 +41,7 @@ class PassResult:
     retried: int = 0
     failed: int = 0
     gone: int = 0
+    gaps_alerted: int = 0
 
 
 class Worker:
@@ -50,6 +51,7 @@ class Worker:
         self.db, self.settings = db, settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._digested_through: date | None = None
+        self._coverage_checked_at: datetime | None = None
 
     def run_once(self, now: datetime | None = None) -> PassResult:
         """Escalate, remind, deliver everything that is due, then checkpoint SQLite's WAL.
@@ -60,6 +62,7 @@ class Worker:
             result.escalated = alerts.escalate_due(session, now or clock.now())
             result.reminded = alerts.remind_examination(session, now or clock.now())
             throttle.forget_old(session, now or clock.now())
+        self.check_coverage(now or clock.now(), result)
         while True:
             claimed = self.claim(now or clock.now())
             for delivery_id in claimed:
@@ -69,6 +72,16 @@ class Worker:
         self.db.checkpoint()  # keeps WAL checkpoints (and their fsync) off requests
         self.record_digests(now or clock.now())
         return result
+
+    def check_coverage(self, now: datetime, result: PassResult) -> None:
+        """Every CHECK_EVERY: open and close coverage gaps; alert each new one once."""
+        last = self._coverage_checked_at
+        if last is not None and now - last < coverage.CHECK_EVERY:
+            return
+        with self.db.writing() as session:
+            opened, _closed = coverage.refresh(session, now)
+            result.gaps_alerted = alerts.alert_coverage_gaps(session, opened, now)
+        self._coverage_checked_at = now
 
     def record_digests(self, now: datetime) -> None:
         """Once a day: the finished days' audit digests to the append-only file and the log."""
@@ -127,7 +140,7 @@ class Worker:
         outcome = push.send(subscription.endpoint, subscription.p256dh, subscription.auth,
                             message, vapid_key_path=str(self.settings.vapid_private_key_file),
                             subject=self.settings.vapid_subject,
-                            topic=(message["notice_id"] or "test").replace("-", "")[:32])
+                            topic=_topic(message))
         self._record(delivery_id, subscription.id, outcome, result, now or clock.now())
 
     def _prepare(self, delivery_id: int, now: datetime
@@ -194,3 +207,11 @@ class Worker:
             else:
                 delivery.status = DeliveryStatus.FAILED.value
                 result.failed += 1
+
+
+def _topic(message: dict[str, Any]) -> str:
+    # A newer message with the same topic replaces an undelivered older one: one per notice,
+    # one per coverage gap.
+    key = message["notice_id"] or (f"gap{message['gap_id']}" if message.get("gap_id")
+                                   else "test")
+    return str(key).replace("-", "")[:32]

@@ -233,3 +233,43 @@ def test_reporters_and_officers_get_403_on_the_dashboard(client):
         assert client.get("/admin").status_code == 403
         client.post("/logout", headers={"X-CSRFToken": client.get("/api/v1/csrf")
                                         .get_json()["csrf_token"]})
+
+
+def test_the_worker_alerts_each_new_gap_once_to_the_regions_admins(app, client, clock):
+    from reporting.models import CoverageGap
+    from tests.push_service import PushService
+
+    with PushService() as service:
+        from dataclasses import replace
+
+        from reporting import create_app
+        from reporting.push import public_key_b64
+
+        settings = replace(app.config["BESIK"], push_allowed_hosts=(service.allowed_entry,))
+        service.expect_vapid_public_key(public_key_b64(str(settings.vapid_private_key_file)))
+        pushing = create_app(settings)
+        admin_device = service.new_subscription()
+        assert pushing.test_client().post("/api/v1/push/subscriptions",
+                                          json=admin_device.as_json(),
+                                          headers=bearer(pushing, "admin@besik.example")
+                                          ).status_code == 201
+        database = pushing.extensions["besik.db"]
+        first = Worker(database, settings, name="w1")
+        second = Worker(database, settings, name="w2")
+        first.run_once()
+        second.run_once()  # another worker finds the same gaps: nothing is sent twice
+        messages = [m.payload for m in service.wait_for(5, subscription=admin_device)]
+        assert sorted(m["title"] for m in messages) == sorted(
+            ["Coverage gap: Nobody would hear a report from this district"] * 5)
+        assert {m["type"] for m in messages} == {"coverage"}
+        assert all(m["ack_token"] is None for m in messages)
+        # Fifteen minutes later, nothing new: nothing more is sent; a fixed gap closes.
+        _give_every_district_a_heard_officer(pushing, clock.now())
+        clock.advance(timedelta(minutes=15))
+        first.run_once()
+        assert len(service.received(admin_device)) == 5
+        with database.reading() as session:
+            open_gaps = session.scalars(select(CoverageGap).where(
+                CoverageGap.closed_at.is_(None))).all()
+        assert open_gaps == []
+        database.dispose()

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from reporting.models import AckToken, Agency, AuditEntry, Notice, PushSubscription
 from tests.conftest import bearer, login
 from tests.test_push import (  # noqa: F401 - fixtures
+    about_notices,
     app,
     file,
     push_service,
@@ -92,7 +93,7 @@ def test_an_admins_escalation_carries_no_token_and_says_whom_to_call(client, app
     sent_at = datetime.fromisoformat(report["notices"][0]["sent_at"])
     worker(app).run_once(sent_at + timedelta(minutes=1, seconds=5))  # level 1: heads
     worker(app).run_once(sent_at + timedelta(minutes=2, seconds=5))  # level 2: admins
-    messages = [m.payload for m in push_service.received(admin)]
+    messages = [m.payload for m in about_notices(push_service.received(admin))]
     assert messages, "the admin got no escalation"
     for message in messages:
         assert message["type"] == "escalation"
