@@ -142,3 +142,20 @@ def test_the_audit_list_filters_by_event_and_day_and_pages(app, client, nurse, c
                       headers=admin).get_json()["items"]
     assert client.get("/api/v1/audit", headers=nurse).status_code == 403
     assert client.get("/api/v1/audit?limit=0", headers=admin).status_code == 422
+
+
+def test_the_audit_page_lists_entries_with_filters_and_the_verification(app, client, nurse):
+    from tests.conftest import login
+
+    for _ in range(2):
+        client.post("/api/v1/reports", json=report_body(), headers=nurse)
+    login(client, "admin@besik.example")
+    page = client.get("/admin/audit?event=report:filed&limit=1")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "The chain is intact" in html
+    assert html.count("data-seq=") == 1 and "report:filed" in html
+    older = html.split('rel="next" href="/admin/audit?')[1].split('"')[0].replace("&amp;", "&")
+    assert "cursor=" in older
+    assert client.get(f"/admin/audit?{older}").get_data(as_text=True).count("data-seq=") == 1
+    assert client.get("/admin/audit?from=yesterday").status_code == 422

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from .. import audit, charts, clock, compliance, coverage, labels
 from ..access import allow, visible_reports
-from ..bodies import COMPLIANCE_QUERY
+from ..bodies import AUDIT_QUERY, COMPLIANCE_QUERY
 from ..db import reading
 from ..errors import ValidationError
 from ..models import Role
@@ -47,7 +47,22 @@ def index() -> Any:
 @bp.get("/admin/audit")
 @allow(Role.ADMIN)
 def audit_page() -> Any:
-    """Verify the audit hash chain."""
+    """The chain's verification, and its entries filtered by day and event (as GET
+    /api/v1/audit), newest first."""
+    args = {k: v for k, v in request.args.items() if k in AUDIT_QUERY.fields}
+    try:
+        query, errors = AUDIT_QUERY.clean(args), {}
+    except ValidationError as exc:
+        query, errors = {}, exc.fields
     with reading() as session:
         result = audit.verify(session)
-    return render_template("admin/audit.html", result=result)
+        entries, next_cursor = audit.page(
+            session, first_day=query.get("from"), last_day=query.get("to"),
+            event=query.get("event"), before_seq=query.get("cursor"),
+            limit=query.get("limit", 100))
+        names = audit.actor_names(session, entries)
+    older: dict[str, Any] = args | {"cursor": str(next_cursor)}
+    older_url = url_for("admin.audit_page", **older) if next_cursor else None
+    return render_template("admin/audit.html", result=result, entries=entries, names=names,
+                           args=args, errors=errors, older_url=older_url), (
+        422 if errors else 200)
