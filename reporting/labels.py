@@ -113,4 +113,12 @@ def outbox_strings() -> dict[str, str]:
         "state_closed": _("Closed"),
         "retry": _("Will retry at %(time)s"),
         "not_saved": _("This phone could not save the report: send it again or call."),
+        "no_author": _("Waiting for sign-in: it is sent in the name of whoever signs in next "
+                       "on this phone."),
+        "purge_soon_correct_or_call": _("This refused report will be deleted from this phone "
+                                        "on %(date)s: correct it or call %(agency)s: "
+                                        "%(phone)s"),
+        "purge_soon_call": _("This refused report will be deleted from this phone on "
+                             "%(date)s: call %(agency)s: %(phone)s"),
+        "purge_soon": _("This refused report will be deleted from this phone on %(date)s."),
     }

@@ -12,16 +12,22 @@
 
   var T = page.strings();
   var fill = page.fill;
-  var me = {
-    id: parseInt(form.dataset.userId, 10), name: form.dataset.userName,
-    facility: form.dataset.facility,
+  // What the page was rendered with: the facility's deadline and agency. Never who files: the
+  // service worker may serve this page as it was cached in someone else's session.
+  var shell = {
     deadlineMs: form.dataset.deadlineSeconds ? parseInt(form.dataset.deadlineSeconds, 10) * 1000 : null,
     deadlineFrom: form.dataset.deadlineFrom,
     agency: form.dataset.agencyName, phone: form.dataset.agencyPhone
   };
+  // Who the server last confirmed on this phone (outbox.identity(), read at each render), or
+  // null: nobody since the last sign-out or sign-in.
+  var me = null;
+  var identifying = {}; // reports saved on this page whose author is being established
   var clock = page.clock(document.documentElement.lang);
+  var day = page.day(document.documentElement.lang);
   var HEARTBEAT_MS = 5 * 60 * 1000;
   var TICK_MS = 30 * 1000;
+  var CONFIRM_WAIT_MS = 8 * 1000; // how long Send waits for the server to say whose session it is
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -116,6 +122,26 @@
 
   var editing = null; // the id of a report sent back for correction
 
+  function noop() {}
+
+  function within(promise, ms) {
+    return new Promise(function (resolve, reject) {
+      var timer = setTimeout(function () { reject(new Error("no answer in time")); }, ms);
+      promise.then(function (value) { clearTimeout(timer); resolve(value); },
+        function (error) { clearTimeout(timer); reject(error); });
+    });
+  }
+
+  // Who files a report saved online: the server's word on the live session (null: nobody is
+  // signed in); without an answer, the user the server last confirmed on this phone (`known`,
+  // read at Send). Never the page: a cached copy may have been rendered in a colleague's
+  // session. Null: nobody can be named.
+  function author(known) {
+    return within(outbox.confirmSession(), CONFIRM_WAIT_MS).then(null, function () { return known; });
+  }
+
+  function mine(item) { return !!me && item.author_id != null && item.author_id === me.id; }
+
   function onSubmit(event) {
     event.preventDefault();
     clearErrors();
@@ -129,23 +155,36 @@
     }
     body.id = editing || crypto.randomUUID();
     body.filed_at = new Date().toISOString(); // the phone's clock at Send (PRODUCT §3)
-    var started = me.deadlineFrom ? Date.parse(getPath(body, me.deadlineFrom)) : NaN;
+    var started = shell.deadlineFrom ? Date.parse(getPath(body, shell.deadlineFrom)) : NaN;
     var wasEditing = editing;
     // Clear the form at once, so the next report can be typed while this one is saved.
     editing = null;
     form.reset();
     defaultNow(true);
-    var referencing = wasEditing ? Promise.resolve(null) : outbox.takeReference(me.facility);
-    referencing.then(function (reference) {
-      if (reference) body.reference = reference;
-      return outbox.save({
-        id: body.id, body: body, author_id: me.id, author_name: me.name, reference: reference,
-        deadline_at: me.deadlineMs && !isNaN(started) ? started + me.deadlineMs : null,
-        agency: me.agency, phone: me.phone
+    // Offline, its author is the user the server last confirmed on this phone, known at once
+    // (with one of their references). Online, the report is written first with no author, then
+    // given the one the server names for the live session (or, without an answer, that user).
+    var online = navigator.onLine;
+    var known = outbox.identity().catch(function () { return null; });
+    var record = {
+      id: body.id, body: body, reference: null,
+      deadline_at: shell.deadlineMs && !isNaN(started) ? started + shell.deadlineMs : null,
+      agency: shell.agency, phone: shell.phone
+    };
+    if (online) identifying[body.id] = true;
+    var saving = online ? outbox.save(record, null) : known.then(function (user) {
+      return outbox.save(record, user, !wasEditing);
+    });
+    saving.then(function () {
+      if (!online) return render();
+      return author(known).then(function (user) {
+        return user ? outbox.assign(body.id, user, !wasEditing) : false;
+      }).catch(noop).then(function () {
+        delete identifying[body.id];
+        return render();
       });
-    }).then(function () {
-      return render();
     }, function () {
+      delete identifying[body.id];
       // The phone could not store it: give the nurse her report back rather than lose it.
       correct({ id: body.id, body: body, fields: {} });
       var first = controls()[0];
@@ -179,7 +218,7 @@
   }
 
   function discard(item) {
-    if (!window.confirm(T.discard_confirm)) return;
+    if (!mine(item) || !window.confirm(T.discard_confirm)) return;
     outbox.discard(item.id).then(render);
   }
 
@@ -199,17 +238,34 @@
     if (item.status === "failed") {
       lines.push([T[item.reason] || T.forbidden, "error"]);
       Object.keys(item.fields || {}).forEach(function (k) { lines.push([fieldLabel(k) + ": " + item.fields[k], "error"]); });
+      if (!mine(item)) lines.push([fill(T.other_author, { name: item.author_name }), "warning"]);
+      var purge = purgeWarning(item);
+      if (purge) lines.push([purge, "warning"]);
       return lines;
     }
     lines.push([item.status === "sending" ? T.sending : T.saved, "pending"]);
     lines.push([item.reference ? fill(T.reference, { ref: item.reference }) : T.no_reference]);
-    if (item.author_id !== me.id) lines.push([fill(T.other_author, { name: item.author_name }), "warning"]);
+    if (item.author_id == null) {
+      if (!identifying[item.id]) lines.push([T.no_author, "warning"]);
+    } else if (!mine(item)) lines.push([fill(T.other_author, { name: item.author_name }), "warning"]);
     else if (item.reason === "auth") lines.push([T.session_ended, "warning"]);
     return lines;
   }
 
+  function isCorrectable(item) {
+    return item.status === "failed" && ["invalid", "too_large", "unreadable"].indexOf(item.reason) >= 0;
+  }
+
+  // From its 23rd day, a refused report says when it leaves the phone (on its 30th).
+  function purgeWarning(item) {
+    if (!outbox.purgeWarned(item, Date.now())) return null;
+    var values = { date: day.format(new Date(outbox.purgeAt(item))), agency: item.agency, phone: item.phone };
+    if (!item.phone) return fill(T.purge_soon, values);
+    return fill(isCorrectable(item) ? T.purge_soon_correct_or_call : T.purge_soon_call, values);
+  }
+
   function isWaitingForRetry(item) {
-    return item.status === "pending" && item.author_id === me.id && item.reason !== "auth" &&
+    return item.status === "pending" && mine(item) && item.reason !== "auth" &&
       item.next_attempt_at > Date.now() && navigator.onLine;
   }
 
@@ -230,10 +286,12 @@
 
   function actions(item) {
     var list = [];
-    if (item.status === "pending" && item.reason === "auth" && item.author_id === me.id) list.push("sign_in");
+    if (item.status === "pending" && item.author_id == null && !identifying[item.id]) list.push("sign_in");
+    if (item.status === "pending" && item.reason === "auth" && mine(item)) list.push("sign_in");
     if (isWaitingForRetry(item)) list.push("send_now");
-    if (item.status === "failed" && ["invalid", "too_large", "unreadable"].indexOf(item.reason) >= 0) list.push("correct");
-    if (item.status === "failed") list.push("discard");
+    // A refused report is its author's to correct (it is sent in their name) or to give up.
+    if (isCorrectable(item) && mine(item)) list.push("correct");
+    if (item.status === "failed" && mine(item)) list.push("discard");
     return list;
   }
 
@@ -242,7 +300,7 @@
     var button = el("button", { type: "button", class: "button" }, T[name]);
     button.addEventListener("click", function () {
       // The card keeps the latest copy of its report: the buttons act on that one.
-      if (name === "correct") correct(li.item);
+      if (name === "correct" && mine(li.item)) correct(li.item);
       if (name === "discard") discard(li.item);
       if (name === "send_now") sync(true); // the nurse's tap: send now, whatever the backoff
     });
@@ -287,7 +345,9 @@
   }
 
   function render() {
-    return outbox.all().then(function (items) {
+    return Promise.all([outbox.all(), outbox.identity().catch(function () { return null; })]).then(function (found) {
+      var items = found[0];
+      me = found[1];
       var list = document.getElementById("outbox");
       items.sort(function (a, b) { return b.saved_at - a.saved_at; });
       var keep = {};
@@ -380,11 +440,15 @@
       again = again === true || force;
       return syncing;
     }
-    syncing = outbox.flush({ force: force }).then(function () {
+    // Whose session it is (kept for reports saved offline later), then the outbox.
+    var confirming = navigator.onLine ? outbox.confirmSession().catch(noop) : Promise.resolve();
+    syncing = confirming.then(function () {
+      return outbox.flush({ force: force });
+    }).then(function () {
       return api.session();
     }).then(function (auth) {
       if (!auth) return;
-      return Promise.all([outbox.topUpReferences(me.facility), heartbeat(), refreshRecent()]);
+      return Promise.all([outbox.topUpReferences(auth.user), heartbeat(), refreshRecent()]);
     }).catch(function () { /* offline or server down: the outbox keeps everything */ })
       .then(function () {
         syncing = null;
@@ -392,6 +456,16 @@
         return Promise.all([render(), planRetry()]);
       });
     return syncing;
+  }
+
+  // A page served from the phone's cache carries the CSRF token of the session it was cached
+  // in: give its sign-out form the live session's token (when the server answers in time).
+  function freshToken(logout) {
+    var field = logout.querySelector('input[name="csrf_token"]');
+    if (!field || !navigator.onLine) return Promise.resolve();
+    return within(api.session({ fresh: true }), CONFIRM_WAIT_MS).then(function (auth) {
+      if (auth) field.value = auth.csrf_token;
+    }).catch(noop);
   }
 
   function guardLogout() {
@@ -402,10 +476,13 @@
       if (logout.dataset.confirmed) return;
       event.preventDefault();
       outbox.unsent().then(function (items) {
-        var mine = items.filter(function (i) { return i.author_id === me.id; });
-        if (!mine.length || window.confirm(fill(T.logout_confirm, { n: mine.length }))) {
-          logout.dataset.confirmed = "1";
-          logout.submit();
+        var waiting = items.filter(function (i) { return i.author_id == null || mine(i); });
+        if (!waiting.length || window.confirm(fill(T.logout_confirm, { n: waiting.length }))) {
+          // Whoever signs in next is not known until the server says so.
+          return Promise.all([outbox.forget().catch(noop), freshToken(logout)]).then(function () {
+            logout.dataset.confirmed = "1";
+            logout.submit();
+          });
         }
       });
     });

@@ -24,6 +24,11 @@
     return new Intl.DateTimeFormat(lang || "en", { hour: "2-digit", minute: "2-digit", hour12: false, timeZone: ZONE });
   }
 
+  // A date ("5 December 2026", as the language writes it) on Almaty's calendar.
+  function day(lang) {
+    return new Intl.DateTimeFormat(lang || "en", { day: "numeric", month: "long", year: "numeric", timeZone: ZONE });
+  }
+
   var wallClock = new Intl.DateTimeFormat("en-US", {
     timeZone: ZONE, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
     hour: "2-digit", minute: "2-digit", second: "2-digit"
@@ -72,7 +77,7 @@
   }
 
   scope.BesikPage = {
-    strings: strings, fill: fill, clock: clock,
+    strings: strings, fill: fill, clock: clock, day: day,
     almatyParts: almatyParts, almatyOffset: almatyOffset, almatyInput: almatyInput, almatyIso: almatyIso
   };
 })(window);
