@@ -13,7 +13,7 @@ UV_COMPILE := $(LOCK_TOOL)/bin/uv pip compile --quiet --upgrade --generate-hashe
 	--python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 	--custom-compile-command 'make lock'
 
-.PHONY: run test lint chromium lock clean
+.PHONY: run test lint chromium libreoffice lock clean
 
 # pip and setuptools first (requirements-build.lock), so that nothing after is fetched unchecked:
 # pip's build isolation would download setuptools without a hash, hence --no-build-isolation
@@ -45,11 +45,21 @@ chromium:
 		|| { echo "could not install Debian's chromium with apt-get" >&2; exit 1; }; \
 	else echo "Debian's chromium is needed for the browser tests: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi
 
+# LibreOffice (headless Calc) opens an exported workbook in the tests, as an administrator's
+# spreadsheet program would.
+libreoffice:
+	@if command -v soffice >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends libreoffice-calc-nogui >/dev/null) \
+		|| { echo "could not install LibreOffice Calc with apt-get" >&2; exit 1; }; \
+	else echo "LibreOffice Calc is needed for the export tests: run 'sudo apt-get install -y libreoffice-calc-nogui'" >&2; exit 1; fi
+
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: $(VENV)/.installed-test chromium lint
+test: $(VENV)/.installed-test chromium libreoffice lint
 	$(VENV)/bin/pytest
 
 $(LOCK_TOOL)/.uv-$(UV_VERSION):

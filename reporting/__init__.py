@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, current_app, request, session
+from flask import Flask, current_app, has_request_context, request, session
 from flask_babel import Babel, get_locale
 from flask_login import current_user
 
@@ -64,6 +64,8 @@ def _init_database(app: Flask, settings: Settings) -> None:
 
 
 def _select_locale() -> str | None:
+    if not has_request_context():
+        return None  # the command line: the default (English) unless a command forces one
     chosen = request.args.get("lang")
     if chosen in LOCALES:
         session["lang"] = chosen

@@ -14,9 +14,18 @@ from .schema import (
     Str,
     UUIDField,
 )
-from .vocabulary import Circumstance, OfficerAction, ReportFilter, RiskFlag, Sex
+from .vocabulary import (
+    Circumstance,
+    ExportFormat,
+    Language,
+    OfficerAction,
+    ReportFilter,
+    RiskFlag,
+    Sex,
+)
 
 REFERENCE_PATTERN = r"[A-Z]{2,8}-[0-9]{4}-[0-9]{6,}"
+CODE_PATTERN = r"[A-Z0-9-]{2,32}"  # regions, districts, facilities, agencies
 MAX_RESERVE = 10
 NOTE_LENGTH = 2000
 
@@ -90,6 +99,17 @@ DIGEST_QUERY = Obj({"date": DateField(description="An Almaty day (default: today
 COMPLIANCE_QUERY = Obj({
     "from": DateField(description="First Almaty day (default: 29 days before today)."),
     "to": DateField(description="Last Almaty day (default: today)."),
-    "region": Str(max_length=32, pattern=r"[A-Z0-9-]{2,32}",
+    "region": Str(max_length=32, pattern=CODE_PATTERN,
                   description="A region within the admin's scope."),
 }, name="ComplianceQuery")
+EXPORT_QUERY = Obj({
+    "format": Choice(ExportFormat, required=True),
+    "from": DateField(description="First Almaty day of receipt, YYYY-MM-DD."),
+    "to": DateField(description="Last Almaty day of receipt, YYYY-MM-DD."),
+    "region": Str(max_length=32, pattern=CODE_PATTERN,
+                  description="A region in the admin's scope."),
+    "facility": Str(max_length=32, pattern=CODE_PATTERN, description="A facility's code."),
+    "agency": Str(max_length=32, pattern=CODE_PATTERN,
+                  description="Only reports notified to this agency."),
+    "lang": Choice(Language, description="Headers and labels (default: the admin's)."),
+}, name="ExportQuery")

@@ -13,11 +13,13 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, clock, demo, digests
+from . import audit, clock, demo, digests, exports
 from .accounts import deactivate, find_user, revoke_tokens
+from .bodies import EXPORT_QUERY
 from .config import Settings
 from .db import get_db, reading, writing
 from .deadlines import to_local
+from .errors import NotFoundError, ValidationError
 from .migrate import upgrade
 from .models import Agency, Facility, Region, Role, User
 from .passwords import hash_password
@@ -32,7 +34,8 @@ T = TypeVar("T", Facility, Agency, Region)
 def register(app: Flask) -> None:
     """Attach the commands to the app."""
     for command in (init_db, seed_demo, create_user, create_token_cmd, deactivate_user,
-                    revoke_tokens_cmd, policy, audit_verify, audit_digest, worker, vapid_keys):
+                    revoke_tokens_cmd, policy, audit_verify, audit_digest, export, worker,
+                    vapid_keys):
         app.cli.add_command(command)
 
 
@@ -227,6 +230,37 @@ def _audit_key() -> bytes:
 def _settings() -> Settings:
     settings: Settings = current_app.config["BESIK"]
     return settings
+
+
+@click.command("export")
+@click.option("--format", "file_format", required=True, type=click.Choice(["csv", "xlsx"]))
+@click.option("--from", "first_day", metavar="YYYY-MM-DD", help="First Almaty day of receipt.")
+@click.option("--to", "last_day", metavar="YYYY-MM-DD", help="Last Almaty day of receipt.")
+@click.option("--region", metavar="CODE")
+@click.option("--facility", metavar="CODE")
+@click.option("--agency", metavar="CODE", help="Only reports notified to this agency.")
+@click.option("--lang", default="en", type=click.Choice(["kk", "ru", "en"]),
+              help="Language of the headers and labels.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True))
+@with_appcontext
+def export(file_format: str, first_day: str | None, last_day: str | None, region: str | None,
+           facility: str | None, agency: str | None, lang: str, out: str) -> None:
+    """Write the compliance log (one row per report) as CSV or XLSX; audited."""
+    given = {"format": file_format, "from": first_day, "to": last_day, "region": region,
+             "facility": facility, "agency": agency, "lang": lang}
+    try:
+        args = EXPORT_QUERY.clean({k: v for k, v in given.items() if v is not None})
+        with reading() as session:
+            filters = exports.resolve_filters(session, args, None)
+    except ValidationError as exc:
+        _bad_input("; ".join(f"--{name}: {message}" for name, message in exc.fields.items()))
+    except NotFoundError:
+        _bad_input("no such region, facility or agency")
+    job = exports.Export(args["format"], filters, lang, clock.now())
+    with open(out, "wb") as file:
+        for chunk in exports.run(job, None):
+            file.write(chunk)
+    click.echo(f"{job.rows} reports written to {out}")
 
 
 @click.command("worker")

@@ -33,17 +33,19 @@ class Operation:
     returns: str | None  # a component schema's name; None: no content
     errors: tuple[int, ...]
     is_body_optional: bool
+    files: tuple[str, ...]  # media types of a file answer (instead of JSON)
 
 
 def operation(summary: str, *, body: Obj | None = None, query: Obj | None = None,
               status: int = 200, returns: str | None = None, errors: tuple[int, ...] = (),
-              is_body_optional: bool = False) -> Callable[[F], F]:
+              is_body_optional: bool = False, files: tuple[str, ...] = ()
+              ) -> Callable[[F], F]:
     """Declare a view's operation for the OpenAPI document (a test fails for any API view
     without one). Refusals every operation of its kind can give are added by themselves."""
 
     def mark(view: F) -> F:
         setattr(view, OPERATION_ATTR, Operation(summary, body, query, status, returns, errors,
-                                                is_body_optional))
+                                                is_body_optional, files))
         return view
 
     return mark
@@ -218,6 +220,9 @@ def _responses(op: Operation, *, has_path_args: bool, is_public: bool,
     if op.returns is not None:
         ok["content"] = {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{op.returns}"}}}
+    if op.files:
+        ok["content"] = {media: {"schema": {"type": "string", "format": "binary"}}
+                         for media in op.files}
     responses = {str(op.status): ok}
     if op.status == 201 and op.returns == "ReportOut":
         responses["200"] = ok  # the same report filed again

@@ -103,5 +103,17 @@ class ReportFilter(Term):
     CLOSED = "closed", _l("Closed")
 
 
+class ExportFormat(Term):
+    CSV = "csv", _l("CSV (comma-separated text)")
+    XLSX = "xlsx", _l("Excel workbook (XLSX)")
+
+
+class Language(Term):
+    KK = "kk", _l("Kazakh")
+    RU = "ru", _l("Russian")
+    EN = "en", _l("English")
+
+
 VOCABULARIES: tuple[type[Term], ...] = (Circumstance, Sex, RiskFlag, OfficerAction, AckChannel,
-                                        DeliveryKind, DeliveryStatus, ReportFilter)
+                                        DeliveryKind, DeliveryStatus, ReportFilter,
+                                        ExportFormat, Language)

@@ -10,12 +10,14 @@ import re
 from datetime import datetime
 from typing import Any
 
-from flask import request
+from flask import Response, request, stream_with_context
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import BadRequest
 
+from .. import clock, exports
 from ..access import visible_reports
 from ..acknowledgements import notice_for_officer
 from ..compliance import Scope, default_period, region_of
@@ -129,3 +131,15 @@ def compliance_scope(args: dict[str, Any], now: datetime) -> Scope:
             raise NotFoundError()
         region_id = region.id
     return Scope(region_id, first_day, last_day)
+
+
+def streamed_export(args: dict[str, Any]) -> Response:
+    """The compliance log as a download, streamed while it is read (filters validated, and
+    checked against the admin's scope, before the first byte)."""
+    with reading() as session:
+        filters = exports.resolve_filters(session, args, current_user.region_id)
+    export = exports.Export(args["format"], filters, str(args.get("lang") or get_locale()),
+                            clock.now())
+    return Response(stream_with_context(exports.run(export, current_user.id)),
+                    mimetype=export.mimetype, headers={
+                        "Content-Disposition": f'attachment; filename="{export.filename}"'})

@@ -1,4 +1,4 @@
-"""The administrator's pages: the compliance dashboard and the audit log."""
+"""The administrator's pages: the compliance dashboard, the export and the audit log."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from sqlalchemy import func, select
 
 from .. import audit, charts, clock, compliance, coverage, labels
 from ..access import allow, visible_reports
-from ..bodies import AUDIT_QUERY, COMPLIANCE_QUERY
+from ..bodies import AUDIT_QUERY, COMPLIANCE_QUERY, EXPORT_QUERY
 from ..db import reading
 from ..errors import ValidationError
-from ..models import Role
-from . import compliance_scope
+from ..models import Agency, District, Facility, Region, Role
+from ..vocabulary import ExportFormat, Language
+from . import compliance_scope, streamed_export
 
 bp = Blueprint("admin", __name__)
 
@@ -42,6 +43,42 @@ def index() -> Any:
     return render_template("admin/index.html", figures=figures, gaps=gaps, chart=chart,
                            scope=scope, args=args, errors=errors, total=total,
                            js_strings=labels.countdown_strings()), 422 if errors else 200
+
+
+@bp.get("/admin/export")
+@allow(Role.ADMIN)
+def export_page() -> Any:
+    """Choose a period, a place and a format; with a format chosen, the file (as GET
+    /api/v1/export)."""
+    args = {k: v for k, v in request.args.items() if k in EXPORT_QUERY.fields and v}
+    errors: dict[str, Any] = {}
+    if "format" in args:
+        try:
+            return streamed_export(EXPORT_QUERY.clean(args))
+        except ValidationError as exc:
+            errors = exc.fields
+    return render_template("admin/export.html", args=args, errors=errors,
+                           choosers=_export_choosers(current_user.region_id),
+                           formats=ExportFormat.labels(), languages=Language.labels()), (
+        422 if errors else 200)
+
+
+def _export_choosers(region_id: int | None) -> list[tuple[str, Any, list[tuple[str, str]]]]:
+    """The regions, facilities and agencies an admin may export, for the form's lists."""
+    with reading() as session:
+        regions = select(Region.code, Region.name).order_by(Region.code)
+        facilities = (select(Facility.code, Facility.name)
+                      .join(District, District.id == Facility.district_id)
+                      .order_by(Facility.code))
+        agencies = select(Agency.code, Agency.name).order_by(Agency.code)
+        if region_id is not None:
+            regions = regions.where(Region.id == region_id)
+            facilities = facilities.where(District.region_id == region_id)
+            agencies = agencies.where(Agency.region_id == region_id)
+        return [(name, title, [(row.code, row.name) for row in session.execute(query)])
+                for name, title, query in (("region", _("Region"), regions),
+                                           ("facility", _("Facility"), facilities),
+                                           ("agency", _("Agency"), agencies))]
 
 
 @bp.get("/admin/audit")

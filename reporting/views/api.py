@@ -20,11 +20,13 @@ from .. import (
     compliance,
     coverage,
     digests,
+    exports,
     heartbeats,
     push,
     references,
     subscriptions,
     viewing,
+    xlsx,
 )
 from ..access import PUBLIC, SIGNED_IN, allow, token_authenticated, visible_reports
 from ..acknowledgements import acknowledge, acknowledge_with_token
@@ -37,6 +39,7 @@ from ..bodies import (
     COMPLIANCE_QUERY,
     DIGEST_QUERY,
     ENDPOINT,
+    EXPORT_QUERY,
     HEARTBEAT,
     NOTE,
     REPORT,
@@ -65,6 +68,7 @@ from . import (
     json_body,
     officers_report_and_notice,
     report_in_scope,
+    streamed_export,
     validated,
     validated_query,
 )
@@ -209,6 +213,15 @@ def coverage_gaps() -> Any:
     with reading() as session:
         found = coverage.gaps(session, current_user.region_id, clock.now())
     return jsonify(gaps=[gap.as_json() for gap in found])
+
+
+@bp.get("/export")
+@allow(Role.ADMIN)
+@operation("The compliance log (one row per report) as CSV or XLSX, streamed",
+           query=EXPORT_QUERY, files=(exports.CSV_MIME, xlsx.MIME), errors=(404,))
+def export_log() -> Any:
+    """The compliance log within the admin's scope; the export is audited."""
+    return streamed_export(validated_query(EXPORT_QUERY))
 
 
 @bp.get("/audit")
