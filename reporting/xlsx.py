@@ -23,8 +23,6 @@ _PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
 _XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 # Compression is most of the cost of a big sheet; level 1 keeps ~90 % of level 6's gain here.
 _LEVEL = 1
-# XML 1.0 has no place for these control characters; a cell must never make the file unreadable.
-_NOT_XML = {c: None for c in (*range(0, 9), 11, 12, *range(14, 32))}
 
 
 class _Sink:
@@ -55,14 +53,31 @@ def _cell(value: Any) -> str:
         return f'<c t="b"><v>{int(value)}</v></c>'
     if isinstance(value, int | float):
         return f"<c><v>{value}</v></c>"
-    text = escape(str(value).translate(_NOT_XML))
+    text = escape(str(value))
     space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
     return f'<c t="inlineStr"><is><t{space}>{text}</t></is></c>'
 
 
-def row_xml(values: Iterable[Any]) -> str:
+# Markup characters, and whitespace at either end of a text (which readers would trim), in a
+# row's texts joined by \x1f: only such rows need a function call per cell.
+_CAREFUL = ("&", "<", ">", *(f"{a}{b}" for c in " \t\n\r" for a, b in (("\x1f", c),
+                                                                        (c, "\x1f"))))
+# XML 1.0 has no place for control characters: they leave the encoded sheet in one pass
+# (UTF-8 never uses these bytes inside a multi-byte character).
+_CONTROL_BYTES = bytes([*range(0, 9), 11, 12, *range(14, 32)])
+
+
+def row_xml(values: Sequence[Any]) -> str:
     """One sheet row; cells are placed in order (an empty cell keeps its place)."""
-    return "<row>" + "".join(map(_cell, values)) + "</row>"
+    texts = "\x1f" + "\x1f".join([v for v in values if v.__class__ is str]) + "\x1f"
+    if any(mark in texts for mark in _CAREFUL):
+        return "<row>" + "".join(map(_cell, values)) + "</row>"
+    return "<row>" + "".join([
+        f'<c t="inlineStr"><is><t>{v}</t></is></c>' if v.__class__ is str and v
+        else "<c/>" if v is None or v == ""
+        else f"<c><v>{v}</v></c>" if v.__class__ is int
+        else _cell(v)
+        for v in values]) + "</row>"
 
 
 class Sheet:
@@ -102,10 +117,11 @@ def _write_sheet(part: IO[bytes], sink: _Sink, sheet: Sheet, chunk_rows: int
     for values in sheet.rows:
         pending.append(row_xml(values))
         if len(pending) >= chunk_rows:
-            part.write("".join(pending).encode())
+            part.write("".join(pending).encode().translate(None, _CONTROL_BYTES))
             pending.clear()
             yield sink.take()
-    part.write(("".join(pending) + "</sheetData></worksheet>").encode())
+    part.write(("".join(pending) + "</sheetData></worksheet>").encode()
+               .translate(None, _CONTROL_BYTES))
 
 
 def _package_parts(sheets: Sequence[Sheet]) -> list[tuple[str, str]]:
