@@ -4,6 +4,7 @@ the OpenAPI document alike."""
 from __future__ import annotations
 
 from .schema import (
+    BoolField,
     Choice,
     DateField,
     DateTimeField,
@@ -15,12 +16,15 @@ from .schema import (
     UUIDField,
 )
 from .vocabulary import (
+    AgencyKind,
     Circumstance,
     ExportFormat,
+    FacilityKind,
     Language,
     OfficerAction,
     ReportFilter,
     RiskFlag,
+    Role,
     Sex,
 )
 
@@ -113,3 +117,41 @@ EXPORT_QUERY = Obj({
                   description="Only reports notified to this agency."),
     "lang": Choice(Language, description="Headers and labels (default: the admin's)."),
 }, name="ExportQuery")
+
+# Places (the admin's forms and the CLI).
+_CODE_FIELD = Str(max_length=32, pattern=CODE_PATTERN, required=True,
+                  description="Capital letters, digits and hyphens.")
+_NAME_FIELD = Str(max_length=200, required=True)
+_PLACE_CODE = Str(max_length=32, pattern=CODE_PATTERN)
+_PHONE = Str(max_length=32, pattern=r"\+?[0-9 ()-]{2,31}")
+DISTRICT_NEW = Obj({"code": _CODE_FIELD, "name": _NAME_FIELD,
+                    "region": Str(max_length=32, pattern=CODE_PATTERN, required=True)},
+                   name="DistrictNew")
+DISTRICT_CHANGE = Obj({"name": _NAME_FIELD, "is_active": BoolField(required=True)},
+                      name="DistrictChange")
+FACILITY_NEW = Obj({"code": _CODE_FIELD, "name": _NAME_FIELD,
+                    "kind": Choice(FacilityKind, required=True),
+                    "district": Str(max_length=32, pattern=CODE_PATTERN, required=True)},
+                   name="FacilityNew")
+FACILITY_CHANGE = Obj({"name": _NAME_FIELD, "kind": Choice(FacilityKind, required=True),
+                       "district": Str(max_length=32, pattern=CODE_PATTERN, required=True),
+                       "is_active": BoolField(required=True)}, name="FacilityChange")
+AGENCY_NEW = Obj({"code": _CODE_FIELD, "name": _NAME_FIELD,
+                  "kind": Choice(AgencyKind, required=True), "district": _PLACE_CODE,
+                  "region": _PLACE_CODE, "phone": _PHONE}, name="AgencyNew")
+AGENCY_CHANGE = Obj({"name": _NAME_FIELD, "kind": Choice(AgencyKind, required=True),
+                     "district": _PLACE_CODE, "region": _PLACE_CODE, "phone": _PHONE,
+                     "is_active": BoolField(required=True)}, name="AgencyChange")
+
+# People (the admin's forms).
+_USER_FIELDS = {
+    "name": _NAME_FIELD,
+    "role": Choice(Role, required=True),
+    "facility": _PLACE_CODE,
+    "agency": _PLACE_CODE,
+    "region": _PLACE_CODE,
+    "is_head": BoolField(),
+}
+USER_NEW = Obj({"email": Str(max_length=254, pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+",
+                             required=True), **_USER_FIELDS}, name="UserNew")
+USER_CHANGE = Obj(_USER_FIELDS, name="UserChange")

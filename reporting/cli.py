@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import date
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from flask import Flask, current_app
@@ -13,9 +13,9 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, clock, demo, digests, exports
+from . import audit, clock, demo, digests, exports, places
 from .accounts import deactivate, find_user, revoke_tokens
-from .bodies import EXPORT_QUERY
+from .bodies import AGENCY_NEW, DISTRICT_NEW, EXPORT_QUERY, FACILITY_NEW
 from .config import Settings
 from .db import get_db, reading, writing
 from .deadlines import to_local
@@ -35,18 +35,20 @@ def register(app: Flask) -> None:
     """Attach the commands to the app."""
     for command in (init_db, seed_demo, create_user, create_token_cmd, deactivate_user,
                     revoke_tokens_cmd, policy, audit_verify, audit_digest, export, worker,
-                    vapid_keys):
+                    vapid_keys, create_district, create_facility, create_agency):
         app.cli.add_command(command)
 
 
 @click.command("init-db")
 @with_appcontext
 def init_db() -> None:
-    """Apply all migrations and install the default deadline policy (idempotent)."""
+    """Apply all migrations, install the default deadline policy and Kazakhstan's regions
+    (idempotent)."""
     db = get_db()
     upgrade(db.engine)
     with writing() as session:
         ensure_default_policy(session, clock.now())
+        places.install_regions(session, clock.now())
     if digests.ensure_key(_settings().audit_key_file):
         click.echo(f"created the audit digest key {_settings().audit_key_file}: keep a copy "
                    "apart from the database backups")
@@ -261,6 +263,58 @@ def export(file_format: str, first_day: str | None, last_day: str | None, region
         for chunk in exports.run(job, None):
             file.write(chunk)
     click.echo(f"{job.rows} reports written to {out}")
+
+
+def _create_place(schema: Any, operation: Any, given: dict[str, str | None]) -> None:
+    """Validate as the admin's form does, create, audit (no actor: the command line)."""
+    try:
+        data = schema.clean({k: v for k, v in given.items() if v is not None})
+        with writing() as session:
+            place = operation(session, data, places.Actor(None, None), clock.now())
+            click.echo(f"created {place.code}")
+    except ValidationError as exc:
+        _bad_input("; ".join(f"--{name}: {message}" for name, message in exc.fields.items()))
+
+
+@click.command("create-district")
+@click.option("--region", required=True, metavar="CODE")
+@click.option("--code", required=True)
+@click.option("--name", required=True)
+@with_appcontext
+def create_district(region: str, code: str, name: str) -> None:
+    """Add a district to a region."""
+    _create_place(DISTRICT_NEW, places.create_district,
+                  {"region": region, "code": code, "name": name})
+
+
+@click.command("create-facility")
+@click.option("--district", required=True, metavar="CODE")
+@click.option("--code", required=True)
+@click.option("--name", required=True)
+@click.option("--kind", default="maternity",
+              type=click.Choice(["maternity", "perinatal", "polyclinic", "emergency",
+                                 "private"]))
+@with_appcontext
+def create_facility(district: str, code: str, name: str, kind: str) -> None:
+    """Add a facility to a district."""
+    _create_place(FACILITY_NEW, places.create_facility,
+                  {"district": district, "code": code, "name": name, "kind": kind})
+
+
+@click.command("create-agency")
+@click.option("--code", required=True)
+@click.option("--name", required=True)
+@click.option("--kind", required=True, type=click.Choice(["guardianship", "police"]))
+@click.option("--district", metavar="CODE", help="Its jurisdiction: one district ...")
+@click.option("--region", metavar="CODE", help="... or a whole region.")
+@click.option("--phone")
+@with_appcontext
+def create_agency(code: str, name: str, kind: str, district: str | None, region: str | None,
+                  phone: str | None) -> None:
+    """Add a guardianship or police agency with its jurisdiction."""
+    _create_place(AGENCY_NEW, places.create_agency,
+                  {"code": code, "name": name, "kind": kind, "district": district,
+                   "region": region, "phone": phone})
 
 
 @click.command("worker")

@@ -51,15 +51,17 @@ def gaps(session: Session, region_id: int | None, now: datetime) -> list[Gap]:
 
 def _routing_gaps(session: Session, region_id: int | None, now: datetime) -> list[Gap]:
     own, regional = aliased(Agency), aliased(Agency)
-    has_own = exists().where(own.district_id == District.id,
+    has_own = exists().where(own.district_id == District.id, own.is_active.is_(True),
                              own.kind == AgencyKind.GUARDIANSHIP)
     has_regional = exists().where(regional.district_id.is_(None),
                                   regional.region_id == District.region_id,
+                                  regional.is_active.is_(True),
                                   regional.kind == AgencyKind.GUARDIANSHIP)
     heard = _reachable_guardianship(now)
     districts = select(District.id, District.code, District.name, District.region_id,
                        has_own.label("has_own"),
-                       has_regional.label("has_regional"), heard.label("heard"))
+                       has_regional.label("has_regional"), heard.label("heard")
+                       ).where(District.is_active.is_(True))
     if region_id is not None:
         districts = districts.where(District.region_id == region_id)
     found: list[Gap] = []
@@ -70,7 +72,8 @@ def _routing_gaps(session: Session, region_id: int | None, now: datetime) -> lis
             found.append(Gap("district_unreachable", row.code,
                              f"{row.name}: no guardianship officer whose device received an "
                              f"alert in the last {SILENT_AFTER.days} days", row.region_id))
-    facilities = select(Facility.code, Facility.name, Facility.district_id)
+    facilities = select(Facility.code, Facility.name, Facility.district_id).where(
+        Facility.is_active.is_(True))
     for facility in session.execute(facilities.order_by(Facility.code)):
         district = by_district.get(facility.district_id)
         if district is None:
@@ -93,9 +96,10 @@ def _reachable_guardianship(now: datetime) -> Exists:
     routed = or_(agency.district_id == District.id,
                  and_(agency.district_id.is_(None), agency.region_id == District.region_id,
                       ~exists().where(Agency.district_id == District.id,
+                                      Agency.is_active.is_(True),
                                       Agency.kind == AgencyKind.GUARDIANSHIP)))
     return exists().where(
-        agency.kind == AgencyKind.GUARDIANSHIP, routed,
+        agency.kind == AgencyKind.GUARDIANSHIP, agency.is_active.is_(True), routed,
         officer.agency_id == agency.id, officer.role == Role.OFFICER,
         officer.is_active.is_(True), device.user_id == officer.id,
         device.last_success_at >= now - SILENT_AFTER)

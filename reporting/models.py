@@ -22,11 +22,15 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from . import clock
+from .vocabulary import AgencyKind as AgencyKind
+from .vocabulary import Role as Role
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -76,17 +80,6 @@ def table_of(model: type[Base]) -> Table:
     return Base.metadata.tables[model.__tablename__]
 
 
-class Role(enum.StrEnum):
-    REPORTER = "reporter"
-    OFFICER = "officer"
-    ADMIN = "admin"
-
-
-class AgencyKind(enum.StrEnum):
-    GUARDIANSHIP = "guardianship"
-    POLICE = "police"
-
-
 class ReportState(enum.StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
@@ -97,7 +90,9 @@ class Region(Base):
     __tablename__ = "regions"
     id: Mapped[intpk]
     code: Mapped[code]
-    name: Mapped[str]
+    name: Mapped[str]  # English
+    name_kk: Mapped[str | None] = mapped_column(String(200))
+    name_ru: Mapped[str | None] = mapped_column(String(200))
     districts: Mapped[list[District]] = relationship(back_populates="region")
 
 
@@ -107,6 +102,8 @@ class District(Base):
     code: Mapped[code]
     name: Mapped[str]
     region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
+    # Places are never deleted (reports and the audit log name them): deactivated instead.
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     region: Mapped[Region] = relationship(back_populates="districts")
 
 
@@ -117,6 +114,7 @@ class Facility(Base):
     name: Mapped[str]
     kind: Mapped[str] = mapped_column(String(32), default="maternity")
     district_id: Mapped[int] = mapped_column(ForeignKey("districts.id"), index=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     district: Mapped[District] = relationship()
 
 
@@ -131,6 +129,7 @@ class Agency(Base):
     region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
     district_id: Mapped[int | None] = mapped_column(ForeignKey("districts.id"), index=True)
     phone: Mapped[str | None] = mapped_column(String(32))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     region: Mapped[Region] = relationship()
     district: Mapped[District | None] = relationship()
 
@@ -151,6 +150,9 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped at sign-out, password change and deactivation: every older session ends.
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A password an admin set (a new account, a reset) must be replaced at the next sign-in.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                       server_default=false())
     created_at: Mapped[utc] = mapped_column(default=clock.now)
     facility: Mapped[Facility | None] = relationship()
     agency: Mapped[Agency | None] = relationship()
@@ -217,6 +219,9 @@ class Report(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     reference: Mapped[str] = mapped_column(String(32), unique=True)
     facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
+    # The district the report was routed by: a facility moved later keeps its old reports
+    # where they were (NULL only in rows filed before the column existed and not backfilled).
+    district_id: Mapped[int | None] = mapped_column(ForeignKey("districts.id"))
     reporter_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_versions.id"))
     circumstance: Mapped[str] = mapped_column(String(32))
@@ -244,6 +249,7 @@ class Report(Base):
     state: Mapped[ReportState] = mapped_column(_enum(ReportState), default=ReportState.OPEN,
                                                index=True)
     facility: Mapped[Facility] = relationship()
+    district: Mapped[District | None] = relationship()
     reporter: Mapped[User] = relationship()
     notices: Mapped[list[Notice]] = relationship(back_populates="report",
                                                  order_by="Notice.sent_at")

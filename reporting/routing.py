@@ -11,9 +11,10 @@ from . import audit
 from .deadlines import Calendar, Event, Rule, due_at
 from .models import Agency, AgencyKind, Deadline, Notice, Report, new_uuid
 
-# The district's agencies of a kind first, then the region's (built once; run per filing).
+# The district's active agency of a kind first, then the region's (built once; run per
+# filing). A deactivated agency is notified no more: the coverage monitor shows the gap.
 _AGENCIES_FOR = select(Agency).where(
-    Agency.kind == bindparam("kind"),
+    Agency.kind == bindparam("kind"), Agency.is_active.is_(True),
     or_(Agency.district_id == bindparam("district_id"),
         and_(Agency.district_id.is_(None), Agency.region_id == bindparam("region_id"))),
 ).order_by(Agency.district_id.is_(None), Agency.id).limit(1)

@@ -162,6 +162,21 @@ class IntField(Field):
         return super().json_schema() | {"minimum": self.minimum, "maximum": self.maximum}
 
 
+class BoolField(Field):
+    """true or false; from a form, a checkbox's value (present: true)."""
+
+    json_type = "boolean"
+
+    def check(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        if value in ("on", "true", "1"):
+            return True
+        if value in ("off", "false", "0"):
+            return False
+        raise Invalid(_l("Must be true or false."))
+
+
 class Choice(Field):
     """One value of a vocabulary (returned as its enum member)."""
 

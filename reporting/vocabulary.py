@@ -103,6 +103,25 @@ class ReportFilter(Term):
     CLOSED = "closed", _l("Closed")
 
 
+class Role(Term):
+    REPORTER = "reporter", _l("Reporter (medical staff)")
+    OFFICER = "officer", _l("Officer")
+    ADMIN = "admin", _l("Administrator")
+
+
+class AgencyKind(Term):
+    GUARDIANSHIP = "guardianship", _l("Guardianship authority")
+    POLICE = "police", _l("Police")
+
+
+class FacilityKind(Term):
+    MATERNITY = "maternity", _l("Maternity hospital")
+    PERINATAL = "perinatal", _l("Perinatal centre")
+    POLYCLINIC = "polyclinic", _l("Polyclinic")
+    EMERGENCY = "emergency", _l("Emergency hospital")
+    PRIVATE = "private", _l("Private clinic")
+
+
 class ExportFormat(Term):
     CSV = "csv", _l("CSV (comma-separated text)")
     XLSX = "xlsx", _l("Excel workbook (XLSX)")
@@ -116,4 +135,4 @@ class Language(Term):
 
 VOCABULARIES: tuple[type[Term], ...] = (Circumstance, Sex, RiskFlag, OfficerAction, AckChannel,
                                         DeliveryKind, DeliveryStatus, ReportFilter,
-                                        ExportFormat, Language)
+                                        Role, AgencyKind, FacilityKind, ExportFormat, Language)

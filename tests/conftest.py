@@ -30,6 +30,7 @@ from reporting.demo import DEMO_PASSWORD, seed_demo
 from reporting.digests import ensure_key as ensure_audit_key
 from reporting.migrate import upgrade
 from reporting.models import Base
+from reporting.places import install_regions
 from reporting.policy import ensure_default_policy
 from reporting.push import ensure_vapid_key
 
@@ -44,10 +45,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def prepare(database: Database) -> None:
-    """Seed what every test starts from: the default policy and the demo data."""
+    """Seed what every test starts from, as init-db and seed-demo do: the default policy,
+    Kazakhstan's regions and the demo data."""
     now = datetime.now(UTC)
     with database.writing() as session:
         ensure_default_policy(session, now)
+        install_regions(session, now)
         seed_demo(session, now)
 
 
@@ -316,10 +319,12 @@ def add_user(app: Flask, email: str, role: str, *, region: str | None = None,
 def add_other_region(app: Flask) -> None:
     """Almaty city (ALA) beside the demo's Astana: a district, a facility, its guardianship
     agency and a nurse there."""
+    from sqlalchemy import select
+
     from reporting.models import Agency, AgencyKind, District, Facility, Region
 
     with app.extensions["besik.db"].writing() as session:
-        region = Region(code=OTHER_REGION, name="Almaty")
+        region = session.scalars(select(Region).where(Region.code == OTHER_REGION)).one()
         district = District(code="ALA-MED", name="Medeu", region=region)
         session.add_all([
             region, district,

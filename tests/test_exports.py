@@ -80,7 +80,7 @@ def _expected(db: Any, now: datetime, report_ids: list[str] | None = None) -> li
     rows = []
     for r in reports:
         row: list[Any] = [
-            r.reference, r.id, r.facility.code, r.facility.name, r.facility.district.code,
+            r.reference, r.id, r.facility.code, r.facility.name, r.district.code,
             str(Circumstance(r.circumstance).label),
             "; ".join(str(RiskFlag(f).label) for f in r.risk_flags),
             _local(r.discovered_at), _local(r.filed_at), _local(r.received_at),

@@ -1,21 +1,37 @@
-"""The administrator's pages: the compliance dashboard, the export and the audit log."""
+"""The administrator's pages: the compliance dashboard, the export, the audit log, places
+and people."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from .. import audit, charts, clock, compliance, coverage, labels
+from .. import audit, charts, clock, compliance, coverage, labels, people, places
 from ..access import allow, visible_reports
-from ..bodies import AUDIT_QUERY, COMPLIANCE_QUERY, EXPORT_QUERY
-from ..db import reading
-from ..errors import ValidationError
+from ..bodies import (
+    AGENCY_CHANGE,
+    AGENCY_NEW,
+    AUDIT_QUERY,
+    COMPLIANCE_QUERY,
+    DISTRICT_CHANGE,
+    DISTRICT_NEW,
+    EXPORT_QUERY,
+    FACILITY_CHANGE,
+    FACILITY_NEW,
+    USER_CHANGE,
+    USER_NEW,
+)
+from ..db import reading, writing
+from ..errors import NotFoundError, ValidationError
 from ..models import Agency, District, Facility, Region, Role
-from ..vocabulary import ExportFormat, Language
+from ..schema import Obj
+from ..vocabulary import AgencyKind, ExportFormat, FacilityKind, Language
 from . import compliance_scope, streamed_export
 
 bp = Blueprint("admin", __name__)
@@ -103,3 +119,242 @@ def audit_page() -> Any:
     return render_template("admin/audit.html", result=result, entries=entries, names=names,
                            args=args, errors=errors, older_url=older_url), (
         422 if errors else 200)
+
+
+
+# --- places -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlaceKind:
+    """One kind of place on the page: its model, its two forms' schemas, its operations."""
+
+    model: Any
+    new: Obj
+    change: Obj
+    create: Callable[..., Any]
+    update: Callable[..., Any]
+
+
+PLACE_KINDS = {
+    "district": PlaceKind(District, DISTRICT_NEW, DISTRICT_CHANGE, places.create_district,
+                          places.change_district),
+    "facility": PlaceKind(Facility, FACILITY_NEW, FACILITY_CHANGE, places.create_facility,
+                          places.change_facility),
+    "agency": PlaceKind(Agency, AGENCY_NEW, AGENCY_CHANGE, places.create_agency,
+                        places.change_agency),
+}
+
+
+def _place_kind() -> tuple[str, PlaceKind]:
+    name = request.values.get("place", "")
+    if name not in PLACE_KINDS:
+        raise NotFoundError()
+    return name, PLACE_KINDS[name]
+
+
+def _form_data(schema: Obj) -> dict[str, Any]:
+    """A posted form as its schema's input: a checkbox absent from the post is false."""
+    data: dict[str, Any] = {k: v for k, v in request.form.items() if k in schema.fields}
+    if "is_active" in schema.fields:
+        data["is_active"] = "is_active" in request.form
+    return data
+
+
+def _actor() -> places.Actor:
+    return places.Actor(current_user.id, current_user.region_id)
+
+
+@bp.get("/admin/places")
+@allow(Role.ADMIN)
+def places_page() -> Any:
+    """The regions, districts, facilities and agencies an admin manages, and forms to add."""
+    return _render_places({}, {}, 200)
+
+
+@bp.post("/admin/places")
+@allow(Role.ADMIN)
+def add_place() -> Any:
+    """Add a district, facility or agency (all of it validated before anything is saved)."""
+    name, kind = _place_kind()
+    data = _form_data(kind.new)
+    try:
+        cleaned = kind.new.clean(data)
+        with writing() as session:
+            place = kind.create(session, cleaned, _actor(), clock.now())
+            code = place.code
+    except ValidationError as exc:
+        return _render_places({name: exc.fields}, {name: data}, 422)
+    return redirect(url_for("admin.places_page", _anchor=f"{name}-{code}"), 303)
+
+
+def _render_places(errors: dict[str, Any], posted: dict[str, Any], status: int) -> Any:
+    region_id = current_user.region_id
+    with reading() as session:
+        listing = places.listing(session, region_id)
+    return render_template("admin/places.html", listing=listing, errors=errors,
+                           posted=posted, facility_kinds=FacilityKind.labels(),
+                           agency_kinds=AgencyKind.labels()), status
+
+
+@bp.get("/admin/places/edit")
+@allow(Role.ADMIN)
+def edit_place_page() -> Any:
+    """One place's form (?place=district|facility|agency&code=C); outside scope: 404."""
+    name, kind = _place_kind()
+    with reading() as session:
+        place = places.find(session, kind.model, request.args.get("code", ""),
+                            current_user.region_id)
+        return _render_edit(name, place, places.form_values(place), {}, 200)
+
+
+@bp.post("/admin/places/edit")
+@allow(Role.ADMIN)
+def edit_place() -> Any:
+    """Save one place's form: a new name, kind, jurisdiction, phone or deactivation."""
+    name, kind = _place_kind()
+    data = _form_data(kind.change)
+    code = request.form.get("code", "")
+    try:
+        cleaned = kind.change.clean(data)
+        with writing() as session:
+            place = places.find(session, kind.model, code, current_user.region_id)
+            kind.update(session, place, cleaned, _actor(), clock.now())
+    except ValidationError as exc:
+        with reading() as session:
+            place = places.find(session, kind.model, code, current_user.region_id)
+            return _render_edit(name, place, data, exc.fields, 422)
+    return redirect(url_for("admin.places_page", _anchor=f"{name}-{code}"), 303)
+
+
+def _render_edit(name: str, place: Any, values: dict[str, Any], errors: dict[str, Any],
+                 status: int) -> Any:
+    with reading() as session:
+        listing = places.listing(session, current_user.region_id)
+    return render_template("admin/place.html", place_kind=name, place=place, values=values,
+                           errors=errors, listing=listing,
+                           facility_kinds=FacilityKind.labels(),
+                           agency_kinds=AgencyKind.labels()), status
+
+
+# --- people -----------------------------------------------------------------------------------
+
+
+@bp.get("/admin/users")
+@allow(Role.ADMIN)
+def users_page() -> Any:
+    """The people an admin manages, and a form to add one."""
+    return _render_users({}, {}, 200)
+
+
+def _render_users(errors: dict[str, Any], posted: dict[str, Any], status: int) -> Any:
+    with reading() as session:
+        users = people.listing(session, current_user.region_id)
+        listing = places.listing(session, current_user.region_id)
+        return render_template("admin/users.html", users=users, listing=listing,
+                               errors=errors, posted=posted, roles=Role.labels()), status
+
+
+def _user_form(schema: Obj) -> dict[str, Any]:
+    data: dict[str, Any] = {k: v for k, v in request.form.items() if k in schema.fields}
+    data["is_head"] = "is_head" in request.form
+    return data
+
+
+@bp.post("/admin/users")
+@allow(Role.ADMIN)
+def add_user() -> Any:
+    """A new account; its one-time password is shown once, here, and never again."""
+    data = _user_form(USER_NEW)
+    try:
+        cleaned = USER_NEW.clean(data)
+        with writing() as session:
+            user, password = people.create(session, cleaned, _actor(), clock.now())
+            email = user.email
+    except ValidationError as exc:
+        return _render_users(exc.fields, data, 422)
+    return render_template("admin/password.html", email=email, password=password,
+                           is_new=True), 201
+
+
+def _posted_user(session: Any) -> Any:
+    return people.find(session, request.values.get("email", ""), current_user.region_id)
+
+
+@bp.get("/admin/users/edit")
+@allow(Role.ADMIN)
+def edit_user_page() -> Any:
+    """One person: role and where they belong, active or not, password, API tokens."""
+    with reading() as session:
+        user = _posted_user(session)
+        return _render_user(session, user, _user_values(user), {}, 200)
+
+
+def _user_values(user: Any) -> dict[str, Any]:
+    return {"name": user.name, "role": user.role.value, "is_head": user.is_head,
+            "facility": user.facility.code if user.facility else "",
+            "agency": user.agency.code if user.agency else "",
+            "region": user.region.code if user.region else ""}
+
+
+def _render_user(session: Any, user: Any, values: dict[str, Any], errors: dict[str, Any],
+                 status: int) -> Any:
+    return render_template("admin/user.html", user=user, values=values, errors=errors,
+                           tokens=people.tokens(session, user), roles=Role.labels(),
+                           listing=places.listing(session, current_user.region_id)), status
+
+
+@bp.post("/admin/users/edit")
+@allow(Role.ADMIN)
+def edit_user() -> Any:
+    """Save a person's name, role, facility, agency, region or head flag."""
+    data = _user_form(USER_CHANGE)
+    try:
+        cleaned = USER_CHANGE.clean(data)
+        with writing() as session:
+            people.change(session, _posted_user(session), cleaned, _actor(), clock.now())
+    except ValidationError as exc:
+        with reading() as session:
+            return _render_user(session, _posted_user(session), data, exc.fields, 422)
+    return redirect(url_for("admin.edit_user_page", email=request.form.get("email")), 303)
+
+
+@bp.post("/admin/users/active")
+@allow(Role.ADMIN)
+def set_user_active() -> Any:
+    """Deactivate (sessions and tokens stop at the next request) or reactivate a person."""
+    with writing() as session:
+        user = _posted_user(session)
+        if user.id == current_user.id:
+            raise ValidationError({"email": _("You cannot deactivate yourself.")})
+        people.set_active(session, user, request.form.get("active") == "1", _actor(),
+                          clock.now())
+    return redirect(url_for("admin.edit_user_page", email=request.form.get("email")), 303)
+
+
+@bp.post("/admin/users/password")
+@allow(Role.ADMIN)
+def reset_user_password() -> Any:
+    """A new one-time password, shown once; the person's sessions end."""
+    with writing() as session:
+        user = _posted_user(session)
+        password = people.reset_password(session, user, _actor(), clock.now())
+        email = user.email
+    return render_template("admin/password.html", email=email, password=password,
+                           is_new=False)
+
+
+@bp.post("/admin/users/tokens")
+@allow(Role.ADMIN)
+def revoke_user_tokens() -> Any:
+    """Revoke one of the person's API tokens (token_id), or all of them."""
+    which = request.form.get("token_id", "")
+    with writing() as session:
+        user = _posted_user(session)
+        if which == "all":
+            people.revoke_all_tokens(session, user, _actor(), clock.now())
+        elif which.isdigit():
+            people.revoke_token(session, user, int(which), _actor(), clock.now())
+        else:
+            raise NotFoundError()
+    return redirect(url_for("admin.edit_user_page", email=request.form.get("email")), 303)
