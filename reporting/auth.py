@@ -85,6 +85,12 @@ def start_session(user: User) -> None:
     session.update({GENERATION: user.session_generation, SIGNED_IN_AT: now, SEEN_AT: now})
 
 
+def go_on_after_sessions_ended(generation: int) -> None:
+    """This session goes on after its user's other sessions were ended (a password change):
+    it takes the user's new generation; every other copy still holds the old one."""
+    session[GENERATION] = generation
+
+
 def end_idle_session() -> None:
     """before_request: a signed-in session idle too long, or older than its absolute
     lifetime, is over. Judged on the server's clock, not the cookie's expiry."""
