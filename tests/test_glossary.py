@@ -46,7 +46,7 @@ class Term:
 
 def normal(text: str) -> str:
     # ё is optional in Russian print; the glossary's stems need not care.
-    return text.lower().replace("ё", "е")
+    return text.lower().replace("\N{CYRILLIC SMALL LETTER IO}", "\N{CYRILLIC SMALL LETTER IE}")
 
 
 def cells(line: str) -> list[str]:
