@@ -6,15 +6,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, current_app, has_request_context, request, session
+from flask import Flask, Response, current_app, g, has_request_context, request, session
 from flask_babel import Babel, get_locale
 from flask_login import current_user
 
-from . import labels
+from . import clock, labels
 from .access import init_access
+from .accounts import set_locale
 from .auth import init_login
 from .config import REPO_ROOT, Settings
-from .db import Database, close_session
+from .db import Database, close_session, writing
 from .deadlines import to_local
 from .errors import init_errors
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _init_i18n(app)
     init_login(app)
     _init_security(app)
+    _init_user_language(app)
     init_errors(app)
     _register_blueprints(app)
     _register_cli(app)
@@ -64,17 +66,47 @@ def _init_database(app: Flask, settings: Settings) -> None:
 
 
 def _select_locale() -> str | None:
+    """?lang= on this request, else the signed-in user's own language, else the one this
+    browser chose last, else the browser's Accept-Language, else English."""
     if not has_request_context():
         return None  # the command line: the default (English) unless a command forces one
     chosen = request.args.get("lang")
     if chosen in LOCALES:
         session["lang"] = chosen
         return chosen
-    if session.get("lang") in LOCALES:
-        return str(session["lang"])
+    # The user's saved language beats the browser's last choice: it may have been changed
+    # on another device or through PATCH /me, and a colleague may have left a choice behind
+    # on a shared phone.
     if current_user and current_user.is_authenticated and current_user.locale in LOCALES:
         return str(current_user.locale)
+    if session.get("lang") in LOCALES:
+        return str(session["lang"])
     return request.accept_languages.best_match(LOCALES, default="en")
+
+
+LANG_TO_SAVE = "besik_lang_to_save"
+
+
+def _note_chosen_language() -> None:
+    """before_request, after the sign-in checks: ?lang= chosen by someone signed in since
+    before this request (not by the sign-in itself: the phone may be shared) that differs
+    from their saved language."""
+    chosen = request.args.get("lang")
+    if chosen in LOCALES and current_user.is_authenticated and current_user.locale != chosen:
+        setattr(g, LANG_TO_SAVE, (current_user.id, chosen))
+
+
+def _save_chosen_language(response: Response) -> Response:
+    """after_request: a language chosen on a page becomes the user's own (pages, pushes,
+    exports). Only for a page or a redirect to one: the API, and the export form's download
+    (where `lang` is the file's headers' language), answer something else."""
+    noted = g.pop(LANG_TO_SAVE, None)
+    if noted is not None and (response.mimetype == "text/html" or response.status_code in (
+            301, 302, 303, 307, 308)):
+        user_id, chosen = noted
+        with writing() as db:
+            set_locale(db, user_id, chosen, now=clock.now())
+    return response
 
 
 def _init_i18n(app: Flask) -> None:
@@ -84,6 +116,13 @@ def _init_i18n(app: Flask) -> None:
     app.jinja_env.filters["iso_local"] = _iso_local
     app.jinja_env.globals.update(labels=labels, label=labels.label, get_locale=get_locale,
                                  lang_url=_lang_url)
+
+
+def _init_user_language(app: Flask) -> None:
+    # After the access gate (registered in order): only a signed-in, still valid session's
+    # choice is saved.
+    app.before_request(_note_chosen_language)
+    app.after_request(_save_chosen_language)
 
 
 def _lang_url(code: str) -> str:

@@ -6,11 +6,17 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, Request, current_app, g, redirect, request, session, url_for
-from flask_login import LoginManager, login_user
+from flask_login import LoginManager, current_user, login_user
 
 from . import clock, throttle
 from .db import reading, writing
-from .errors import HTTP_REFUSALS, TooManyAttemptsError, error_response, wants_json
+from .errors import (
+    HTTP_REFUSALS,
+    PasswordChangeRequiredError,
+    TooManyAttemptsError,
+    error_response,
+    wants_json,
+)
 from .models import User
 from .tokens import bearer_token, token_digest, user_for_token
 
@@ -20,6 +26,7 @@ def init_login(app: Flask) -> None:
     manager = LoginManager(app)
     manager.session_protection = "basic"
     app.before_request(end_idle_session)
+    app.before_request(require_own_password)
 
     @manager.user_loader
     def _load_user(user_id: str) -> User | None:
@@ -85,6 +92,12 @@ def start_session(user: User) -> None:
     session.update({GENERATION: user.session_generation, SIGNED_IN_AT: now, SEEN_AT: now})
 
 
+def go_on_after_sessions_ended(generation: int) -> None:
+    """This session goes on after its user's other sessions were ended (a password change):
+    it takes the user's new generation; every other copy still holds the old one."""
+    session[GENERATION] = generation
+
+
 def end_idle_session() -> None:
     """before_request: a signed-in session idle too long, or older than its absolute
     lifetime, is over. Judged on the server's clock, not the cookie's expiry."""
@@ -123,3 +136,21 @@ def viewing_session() -> str:
     if token is not None:
         return f"token:{token_digest(token)[:40]}"
     return f"session:{session.get('_user_id')}:{session.get(SIGNED_IN_AT)}"
+
+
+# While a password an admin set (a new account, a reset) is in use: only choosing one's own,
+# changing the language, signing out, and what every page needs to load.
+_OWN_PASSWORD_FIRST = frozenset({"auth.me", "auth.me_password", "auth.me_language",
+                                 "auth.logout", "static", "api.csrf_token", "home.healthz"})
+
+
+def require_own_password() -> Any:
+    """before_request: someone signed in with a one-time password goes to /me until they
+    chose their own (a page redirects; the API refuses with password_change_required)."""
+    if not current_user.is_authenticated or not current_user.must_change_password:
+        return None
+    if request.endpoint in _OWN_PASSWORD_FIRST or (request.endpoint or "").startswith("pwa."):
+        return None
+    if request.path.startswith("/api/"):
+        raise PasswordChangeRequiredError()
+    return redirect(url_for("auth.me"))

@@ -79,6 +79,9 @@ SUBSCRIPTION = Obj({
                              required=True)}, required=True),
 }, name="SubscriptionIn")
 ENDPOINT = Obj({"endpoint": Str(max_length=1000, required=True)}, name="EndpointIn")
+ME = Obj({"locale": Choice(Language, required=True,
+                          description="The caller's own language: pages, pushes, exports.")},
+         name="MeIn")
 
 # Query strings (validated by the same fields; every value arrives as text).
 REPORT_LIST_QUERY = Obj({
@@ -87,7 +90,7 @@ REPORT_LIST_QUERY = Obj({
     "cursor": Str(max_length=200, description="next_cursor of the previous page."),
 }, name="ReportListQuery")
 
-BODIES = (REPORT, NOTE, ACTION, ACK_TOKEN, RESERVE, HEARTBEAT, SUBSCRIPTION, ENDPOINT)
+BODIES = (REPORT, NOTE, ACTION, ACK_TOKEN, RESERVE, HEARTBEAT, SUBSCRIPTION, ENDPOINT, ME)
 
 AUDIT_QUERY = Obj({
     "from": DateField(description="First Almaty day, YYYY-MM-DD."),

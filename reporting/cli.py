@@ -22,7 +22,7 @@ from .deadlines import to_local
 from .errors import NotFoundError, ValidationError
 from .migrate import upgrade
 from .models import Agency, Facility, Region, Role, User
-from .passwords import hash_password
+from .passwords import hash_password, password_problems
 from .policy import PolicyError, current_rules, ensure_default_policy, set_rule_duration
 from .push import ensure_vapid_key, public_key_b64
 from .tokens import create_token
@@ -81,10 +81,11 @@ def seed_demo(if_empty: bool) -> None:
 @with_appcontext
 def create_user(email: str, name: str, role: str, facility_code: str | None,
                 agency_code: str | None, region_code: str | None, head: bool) -> None:
-    """Create a user; the password is read from stdin."""
+    """Create a user; the password is read from stdin and must pass the password policy."""
     password = sys.stdin.readline().rstrip("\n")
-    if len(password) < 10:
-        _bad_input("the password (read from stdin) needs at least 10 characters")
+    problems = password_problems(password, email)
+    if problems:
+        _bad_input(f"the password (read from stdin) is refused: {' '.join(problems)}")
     with writing() as session:
         if session.scalar(select(User).where(User.email == email.lower())) is not None:
             _bad_input(f"a user with email {email} already exists")

@@ -54,6 +54,10 @@ class ForbiddenError(BesikError):
     """The caller's role may not do this."""
 
 
+class PasswordChangeRequiredError(BesikError):
+    """Signed in with a one-time password: choose one's own first (/me)."""
+
+
 class NoFacilityError(BesikError):
     """A reporter account that belongs to no facility cannot file or reserve."""
 
@@ -109,6 +113,8 @@ REFUSALS: dict[type[BesikError], Refusal] = {
     NotFoundError: Refusal(404, "not_found", _l("Not found.")),
     ForbiddenError: Refusal(403, "forbidden", _l("You are not allowed to do this.")),
     NoFacilityError: Refusal(403, "no_facility", _l("Your account belongs to no facility.")),
+    PasswordChangeRequiredError: Refusal(403, "password_change_required", _l(
+        "Choose your own password first, on your account page.")),
     ReportIdConflictError: Refusal(409, "id_conflict",
                                    _l("A different report was already filed with this id.")),
     NoticeNotAcknowledgedError: Refusal(409, "not_acknowledged",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
+from flask import has_app_context
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
@@ -14,6 +16,8 @@ from .models import AgencyKind, PushDelivery
 from .present import iso
 from .vocabulary import Circumstance, DeliveryKind
 
+log = logging.getLogger("besik.messages")
+
 
 def payload(delivery: PushDelivery, token: str | None, locale: str | None, *,
             is_agency_member: bool = True) -> dict[str, Any]:
@@ -21,6 +25,11 @@ def payload(delivery: PushDelivery, token: str | None, locale: str | None, *,
 
     Someone outside the notice's agency (an admin) is told whom to call, not asked to
     acknowledge."""
+    if locale not in (None, "en") and not has_app_context():
+        # flask-babel translates only inside an app context (`flask worker` runs in one):
+        # outside it every message would be English without a trace. Say so.
+        log.warning("a push for a reader of %r is rendered in English: no app context",
+                    locale)
     with force_locale(locale or "en"):
         notice = delivery.notice
         if delivery.kind == DeliveryKind.COVERAGE and delivery.gap is not None:

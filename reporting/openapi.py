@@ -14,7 +14,7 @@ from .access import PUBLIC, SIGNED_IN, declared_access
 from .bodies import BODIES
 from .errors import HTTP_REFUSALS, REFUSALS
 from .schema import Obj
-from .vocabulary import AckChannel, Circumstance, OfficerAction, RiskFlag, Sex
+from .vocabulary import AckChannel, Circumstance, Language, OfficerAction, RiskFlag, Sex
 
 API_PREFIX = "/api/v1"
 OPERATION_ATTR = "besik_operation"
@@ -116,6 +116,9 @@ RESPONSES: dict[str, dict[str, Any]] = {
                           "note": _nullable(STRING), "created_at": TIME, "by": NAMED}),
     "CsrfOut": _object({"csrf_token": STRING, "user": _object({
         "id": INTEGER, "name": STRING, "role": _enum(("reporter", "officer", "admin"))})}),
+    "MeOut": _object({"email": STRING, "name": STRING,
+                      "role": _enum(("reporter", "officer", "admin")),
+                      "locale": _nullable(_enum(Language.values()))}),
     "AuditVerification": _object({"ok": BOOLEAN, "entries": INTEGER, "head": STRING,
                                   "bad_entry": INTEGER, "reason": STRING},
                                  required=["ok", "entries", "head"]),

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .deadlines import DeadlineState, deadline_state
-from .models import Deadline, Notice, Report, ReportAction
+from .models import Deadline, Notice, Report, ReportAction, User
+from .vocabulary import Language
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -14,6 +15,12 @@ def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def me_json(user: User) -> dict[str, Any]:
+    """The caller's own account (GET/PATCH /me): locale null until they choose one."""
+    return {"email": user.email, "name": user.name, "role": str(user.role),
+            "locale": user.locale if user.locale in Language.values() else None}
 
 
 def notice_state(notice: Notice, now: datetime) -> str:

@@ -33,6 +33,11 @@ def address_key(address: str | None, kind: str = "address") -> str:
     return f"{kind}:{address or 'unknown'}"
 
 
+def sign_in_keys(email: str, address: str | None) -> tuple[str, str]:
+    """The counters a password attempt is judged on: the account's and the address's."""
+    return account_key(email), address_key(address)
+
+
 def seconds_to_wait(session: Session, keys: Iterable[str], now: datetime) -> int | None:
     """How long until these keys may try again; None when none of them is over the limit."""
     wait = None

@@ -164,3 +164,29 @@ def test_reporters_and_officers_get_403(app, client, email):
     assert client.get("/admin/users/edit?email=nurse@besik.example").status_code == 403
     assert _post(client, "/admin/users/active", email="nurse@besik.example",
                  active="0").status_code == 403
+
+
+def test_the_first_sign_in_forces_a_password_change(app, client, db):
+    login(client, "admin@besik.example")
+    password = _password_of(_post(client, "/admin/users", email="fresh@besik.example",
+                                  name="Fresh Nurse", role="reporter", facility="PC1"))
+    nurse, signed_in = _sign_in(app, "fresh@besik.example", password)
+    assert signed_in.status_code == 302
+    for page in ("/reports/new", "/", "/reports"):
+        response = nurse.get(page)
+        assert response.status_code == 302 and response.headers["Location"].endswith("/me")
+    assert "one-time password" in nurse.get("/me").data.decode()
+    refused = nurse.post("/api/v1/reports", json={}, headers={
+        "X-CSRFToken": csrf_token(nurse)})
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["code"] == "password_change_required"
+    token = csrf_token(nurse)
+    changed = nurse.post("/me/password", data={
+        "csrf_token": token, "current_password": password,
+        "new_password": "a long own passphrase 42", "new_password_again":
+        "a long own passphrase 42"})
+    assert changed.status_code == 303
+    assert nurse.get("/reports/new").status_code == 200
+    user = db.scalars(select(User).where(User.email == "fresh@besik.example")).one()
+    db.refresh(user)
+    assert user.must_change_password is False

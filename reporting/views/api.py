@@ -14,6 +14,7 @@ from flask_wtf.csrf import generate_csrf
 from sqlalchemy import and_, exists, or_, select
 
 from .. import (
+    accounts,
     alerts,
     audit,
     clock,
@@ -41,6 +42,7 @@ from ..bodies import (
     ENDPOINT,
     EXPORT_QUERY,
     HEARTBEAT,
+    ME,
     NOTE,
     REPORT,
     REPORT_LIST_QUERY,
@@ -59,7 +61,7 @@ from ..errors import (
 )
 from ..models import Notice, PushSubscription, Report, ReportState, Role
 from ..openapi import openapi_document, operation
-from ..present import action_json, iso, notice_json, report_json
+from ..present import action_json, iso, me_json, notice_json, report_json
 from ..reports import clean_report
 from ..vocabulary import AckChannel, DeliveryKind, ReportFilter
 from . import (
@@ -86,6 +88,26 @@ def csrf_token() -> Response:
     user = current_user
     return jsonify(csrf_token=generate_csrf(),
                    user={"id": user.id, "name": user.name, "role": str(user.role)})
+
+
+@bp.get("/me")
+@allow(SIGNED_IN)
+@operation("The caller's account and own language", returns="MeOut")
+def me() -> Response:
+    """Who the caller is, and their own language (null until they choose one)."""
+    return jsonify(me_json(current_user))
+
+
+@bp.patch("/me")
+@allow(SIGNED_IN)
+@operation("Choose the caller's own language (pages, pushes, exports)", body=ME,
+           returns="MeOut")
+def update_me() -> Response:
+    """Save the caller's language; audited when it changes."""
+    locale = validated(ME)["locale"]
+    with writing() as session:
+        user = accounts.set_locale(session, current_user.id, locale.value, now=clock.now())
+        return jsonify(me_json(user))
 
 
 @bp.get("/openapi.json")

@@ -1,0 +1,95 @@
+"""The compliance log export over a big database: rows/s and peak memory, CSV and XLSX.
+
+Builds a scratch database with `bulk.fill` (1,000,000 reports by default, with their notices
+and deadlines), then exports every report through the real code path (`exports.run`, what
+both `GET /api/v1/export` and `flask export` stream) in a fresh process per format, so that
+each peak RSS is that export's alone. Prints rows/s on the wall clock and per CPU-second (the
+machine is shared; CPU time shows the code's own cost), bytes written and peak RSS.
+Goals (issue 10): CSV >= 50,000 rows/s, XLSX >= 10,000 rows/s, peak RSS <= 150 MB.
+
+    .venv/bin/python bench/export.py                          # SQLite and PostgreSQL
+    .venv/bin/python bench/export.py --database sqlite --reports 100000
+    .venv/bin/python bench/export.py --reuse                  # keep the last scratch databases
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bulk import fill
+
+URLS = {"sqlite": "sqlite:////tmp/besik-export-bench.db",
+        "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/besik_export_bench"}
+
+
+def export_once(database_url: str, file_format: str) -> dict[str, float]:
+    """One export of every report to /dev/null, in this process (the child's job)."""
+    from reporting import clock, create_app, exports
+    from reporting.config import Settings
+    from reporting.vocabulary import ExportFormat
+
+    with tempfile.TemporaryDirectory(prefix="besik-export-") as folder:
+        instance = Path(folder)
+        app = create_app(Settings(database_url=database_url, secret_key="bench-" + "x" * 32,
+                                  env="demo", instance_path=instance,
+                                  vapid_private_key_file=instance / "vapid.pem",
+                                  audit_key_file=instance / "audit.key"))
+        with app.app_context():
+            job = exports.Export(ExportFormat(file_format), exports.Filters(), "ru",
+                                 clock.now())
+            started, cpu = time.perf_counter(), time.process_time()
+            written = 0
+            with open("/dev/null", "wb") as sink:
+                for chunk in exports.run(job, None):
+                    written += len(chunk)
+                    sink.write(chunk)
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"rows": job.rows, "seconds": wall, "cpu_seconds": cpu, "bytes": written,
+            "peak_rss_mb": peak}
+
+
+def measure(database_url: str, file_format: str) -> dict[str, float]:
+    """export_once in a fresh Python process."""
+    output = subprocess.run([sys.executable, __file__, "--child", file_format, database_url],
+                            check=True, capture_output=True, text=True).stdout
+    result: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", type=int, default=1_000_000)
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--reuse", action="store_true", help="export the existing databases")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(export_once(args.child[1], args.child[0])))
+        return 0
+    goals = {"csv": 50_000, "xlsx": 10_000}
+    for name in (["sqlite", "postgresql"] if args.database == "both" else [args.database]):
+        url = URLS[name]
+        if not args.reuse:
+            fill(url, args.reports)
+        for file_format in ("csv", "xlsx"):
+            r = measure(url, file_format)
+            rate, cpu_rate = r["rows"] / r["seconds"], r["rows"] / r["cpu_seconds"]
+            verdict = ("PASS" if rate >= goals[file_format] and r["peak_rss_mb"] <= 150
+                       else "MISS")
+            print(f"{name:10} {file_format:4} {int(r['rows']):>9,} rows in {r['seconds']:6.1f} s"
+                  f" = {rate:8,.0f} rows/s ({cpu_rate:8,.0f} per CPU-s), "
+                  f"{r['bytes'] / 1e6:7.1f} MB, peak RSS {r['peak_rss_mb']:5.0f} MB  {verdict}",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
