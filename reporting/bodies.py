@@ -3,10 +3,13 @@ the OpenAPI document alike."""
 
 from __future__ import annotations
 
+from .deadlines import BASIS_LENGTH
 from .schema import (
     Choice,
     DateField,
     DateTimeField,
+    DurationField,
+    Flag,
     IINField,
     IntField,
     ListOf,
@@ -113,3 +116,14 @@ EXPORT_QUERY = Obj({
                   description="Only reports notified to this agency."),
     "lang": Choice(Language, description="Headers and labels (default: the admin's)."),
 }, name="ExportQuery")
+
+# The administrators' settings pages (HTML forms) and their commands. The page posts a whole
+# rule; `flask policy set` changes the duration only (CONTRACT §3).
+RULE_NAME = Str(max_length=64, pattern=r"[a-z_]+", required=True)
+POLICY_RULE = Obj({
+    "rule": RULE_NAME,
+    "duration": DurationField(required=True),
+    "basis": Str(max_length=BASIS_LENGTH, required=True),
+    "verified": Flag(description="An unticked checkbox sends nothing: not verified."),
+}, name="PolicyRuleForm")
+POLICY_SET = Obj({"rule": RULE_NAME, "duration": POLICY_RULE.fields["duration"]})

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, clock, demo, digests, exports
 from .accounts import deactivate, find_user, revoke_tokens
-from .bodies import EXPORT_QUERY
+from .bodies import EXPORT_QUERY, POLICY_SET
 from .config import Settings
 from .db import get_db, reading, writing
 from .deadlines import to_local
@@ -23,7 +23,7 @@ from .errors import NotFoundError, ValidationError
 from .migrate import upgrade
 from .models import Agency, Facility, Region, Role, User
 from .passwords import hash_password
-from .policy import PolicyError, current_rules, ensure_default_policy, set_rule_duration
+from .policy import change_rule, current_rules, ensure_default_policy
 from .push import ensure_vapid_key, public_key_b64
 from .tokens import create_token
 from .worker import Worker
@@ -180,11 +180,19 @@ def policy_show() -> None:
 def policy_set(rule: str, duration: str) -> None:
     """Change one rule's duration (90s, 30min, 24h, 3d, 3wd); audited."""
     try:
+        args = POLICY_SET.clean({"rule": rule, "duration": duration})
         with writing() as session:
-            version = set_rule_duration(session, rule, duration, actor_id=None, now=clock.now())
-    except PolicyError as exc:
-        _bad_input(str(exc))
-    click.echo(f"{rule} = {duration} (policy version {version.id})")
+            version = change_rule(session, args["rule"], duration=args["duration"],
+                                  actor_id=None, now=clock.now())
+            version_id = version.id if version else current_rules(session)[0]
+    except ValidationError as exc:
+        _bad_input(_field_errors(exc))
+    unchanged = "" if version else "unchanged, "
+    click.echo(f"{rule} = {args['duration']} ({unchanged}policy version {version_id})")
+
+
+def _field_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{name}: {message}" for name, message in exc.fields.items())
 
 
 @click.command("audit-verify")

@@ -94,6 +94,10 @@ class DigestKeyMissingError(BesikError):
     """The audit digest key file is missing: init-db creates it."""
 
 
+class PolicyError(ValidationError):
+    """A change the deadline policy cannot take: an unknown rule, an empty legal basis."""
+
+
 class Refusal(NamedTuple):
     status: int
     code: str
@@ -120,6 +124,7 @@ REFUSALS: dict[type[BesikError], Refusal] = {
                                   _l("Too many failed attempts: try again later.")),
     AckTokenError: Refusal(403, "forbidden",
                            _l("This acknowledgement link is used, expired or not valid.")),
+    PolicyError: Refusal(422, "validation_failed", _l("The policy change has errors.")),
     DigestKeyMissingError: Refusal(503, "digest_unavailable",
                                    _l("Audit digests are not set up on this server yet.")),
     PushUnavailableError: Refusal(503, "push_unavailable",
