@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from .deadlines import BASIS_LENGTH
 from .schema import (
+    EARLIEST,
+    LATEST,
     Choice,
     DateField,
     DateTimeField,
@@ -127,3 +129,18 @@ POLICY_RULE = Obj({
     "verified": Flag(description="An unticked checkbox sends nothing: not verified."),
 }, name="PolicyRuleForm")
 POLICY_SET = Obj({"rule": RULE_NAME, "duration": POLICY_RULE.fields["duration"]})
+# The day kinds of CONTRACT §3's `calendar set`, as the form's radio buttons send them too.
+DAY_KIND_PATTERN = r"working|day-off"
+REASON_LENGTH = 255  # calendar_overrides.note
+CALENDAR_DAY = Obj({
+    "day": DateField(required=True),
+    "kind": Str(max_length=8, pattern=DAY_KIND_PATTERN, required=True),
+    "reason": Str(max_length=REASON_LENGTH, required=True),
+}, name="CalendarDayForm")
+# `flask calendar set ... [--reason TEXT]`: the reason is optional there (CONTRACT §3).
+CALENDAR_DAY_CLI = Obj(CALENDAR_DAY.fields | {"reason": Str(max_length=REASON_LENGTH)})
+CALENDAR_UNSET = Obj({"day": DateField(required=True)}, name="CalendarUnsetForm")
+CALENDAR_QUERY = Obj({
+    "year": IntField(minimum=EARLIEST.year, maximum=LATEST.year, from_text=True,
+                     description="Default: this year."),
+}, name="CalendarQuery")

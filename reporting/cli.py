@@ -13,9 +13,9 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, clock, demo, digests, exports
+from . import audit, clock, demo, digests, exports, workdays
 from .accounts import deactivate, find_user, revoke_tokens
-from .bodies import EXPORT_QUERY, POLICY_SET
+from .bodies import CALENDAR_DAY_CLI, CALENDAR_QUERY, CALENDAR_UNSET, EXPORT_QUERY, POLICY_SET
 from .config import Settings
 from .db import get_db, reading, writing
 from .deadlines import to_local
@@ -34,7 +34,7 @@ T = TypeVar("T", Facility, Agency, Region)
 def register(app: Flask) -> None:
     """Attach the commands to the app."""
     for command in (init_db, seed_demo, create_user, create_token_cmd, deactivate_user,
-                    revoke_tokens_cmd, policy, audit_verify, audit_digest, export, worker,
+                    revoke_tokens_cmd, policy, calendar, audit_verify, audit_digest, export, worker,
                     vapid_keys):
         app.cli.add_command(command)
 
@@ -193,6 +193,61 @@ def policy_set(rule: str, duration: str) -> None:
 
 def _field_errors(exc: ValidationError) -> str:
     return "; ".join(f"{name}: {message}" for name, message in exc.fields.items())
+
+
+@click.group("calendar")
+def calendar() -> None:
+    """Override the Kazakhstan working-day calendar (day-off transfers) or list overrides."""
+
+
+@calendar.command("set")
+@click.argument("day", metavar="YYYY-MM-DD")
+@click.argument("kind", metavar="working|day-off")
+@click.option("--reason", help="Why, e.g. the government decree that moves the day off.")
+@with_appcontext
+def calendar_set(day: str, kind: str, reason: str | None) -> None:
+    """Make a day a working day or a day off whatever the holidays library says; audited;
+    applies to deadlines computed afterwards."""
+    given = {"day": day, "kind": kind, "reason": reason}
+    try:
+        args = CALENDAR_DAY_CLI.clean({k: v for k, v in given.items() if v is not None})
+        with writing() as session:
+            changed = workdays.set_day(session, args["day"], is_working=args["kind"] == "working",
+                                       reason=args.get("reason"), actor_id=None,
+                                       now=clock.now())
+    except ValidationError as exc:
+        _bad_input(_field_errors(exc))
+    click.echo(f"{args['day'].isoformat()} = {args['kind']}{'' if changed else ' (unchanged)'}")
+
+
+@calendar.command("unset")
+@click.argument("day", metavar="YYYY-MM-DD")
+@with_appcontext
+def calendar_unset(day: str) -> None:
+    """Remove a day's override: the holidays library's answer counts again; audited."""
+    try:
+        args = CALENDAR_UNSET.clean({"day": day})
+        with writing() as session:
+            workdays.unset_day(session, args["day"], actor_id=None, now=clock.now())
+    except ValidationError as exc:
+        _bad_input(_field_errors(exc))
+    click.echo(f"{args['day'].isoformat()}: override removed")
+
+
+@calendar.command("show")
+@click.option("--year", help="Default: this year (Kazakhstan time).")
+@with_appcontext
+def calendar_show(year: str | None) -> None:
+    """Print each override of the year: YYYY-MM-DD<TAB>working|day-off<TAB>reason."""
+    try:
+        args = CALENDAR_QUERY.clean({"year": year} if year is not None else {})
+    except ValidationError as exc:
+        _bad_input(_field_errors(exc))
+    with reading() as session:
+        overrides = workdays.overrides_in(session, args.get("year", to_local(clock.now()).year))
+    for override in overrides:
+        click.echo(f"{override.day.isoformat()}\t{workdays.kind_of(override.is_working_day)}"
+                   f"\t{override.note or ''}")
 
 
 @click.command("audit-verify")
