@@ -167,9 +167,9 @@ def _init_security(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from .views import admin, api, auth, home, officer, pwa, reports
+    from .views import admin, api, auth, home, officer, pwa, reports, settings
 
-    for module in (home, auth, reports, officer, admin, pwa):
+    for module in (home, auth, reports, officer, admin, settings, pwa):
         app.register_blueprint(module.bp)
     app.register_blueprint(api.bp, url_prefix="/api/v1")
 

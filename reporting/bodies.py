@@ -3,11 +3,15 @@ the OpenAPI document alike."""
 
 from __future__ import annotations
 
+from .deadlines import BASIS_LENGTH
 from .schema import (
-    BoolField,
+    EARLIEST,
+    LATEST,
     Choice,
     DateField,
     DateTimeField,
+    DurationField,
+    Flag,
     IINField,
     IntField,
     ListOf,
@@ -130,7 +134,7 @@ _PHONE = Str(max_length=32, pattern=r"\+?[0-9 ()-]{2,31}")
 DISTRICT_NEW = Obj({"code": _CODE_FIELD, "name": _NAME_FIELD,
                     "region": Str(max_length=32, pattern=CODE_PATTERN, required=True)},
                    name="DistrictNew")
-DISTRICT_CHANGE = Obj({"name": _NAME_FIELD, "is_active": BoolField(required=True)},
+DISTRICT_CHANGE = Obj({"name": _NAME_FIELD, "is_active": Flag(required=True)},
                       name="DistrictChange")
 FACILITY_NEW = Obj({"code": _CODE_FIELD, "name": _NAME_FIELD,
                     "kind": Choice(FacilityKind, required=True),
@@ -138,13 +142,13 @@ FACILITY_NEW = Obj({"code": _CODE_FIELD, "name": _NAME_FIELD,
                    name="FacilityNew")
 FACILITY_CHANGE = Obj({"name": _NAME_FIELD, "kind": Choice(FacilityKind, required=True),
                        "district": Str(max_length=32, pattern=CODE_PATTERN, required=True),
-                       "is_active": BoolField(required=True)}, name="FacilityChange")
+                       "is_active": Flag(required=True)}, name="FacilityChange")
 AGENCY_NEW = Obj({"code": _CODE_FIELD, "name": _NAME_FIELD,
                   "kind": Choice(AgencyKind, required=True), "district": _PLACE_CODE,
                   "region": _PLACE_CODE, "phone": _PHONE}, name="AgencyNew")
 AGENCY_CHANGE = Obj({"name": _NAME_FIELD, "kind": Choice(AgencyKind, required=True),
                      "district": _PLACE_CODE, "region": _PLACE_CODE, "phone": _PHONE,
-                     "is_active": BoolField(required=True)}, name="AgencyChange")
+                     "is_active": Flag(required=True)}, name="AgencyChange")
 
 # People (the admin's forms).
 _USER_FIELDS = {
@@ -153,8 +157,34 @@ _USER_FIELDS = {
     "facility": _PLACE_CODE,
     "agency": _PLACE_CODE,
     "region": _PLACE_CODE,
-    "is_head": BoolField(),
+    "is_head": Flag(),
 }
 USER_NEW = Obj({"email": Str(max_length=254, pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+",
                              required=True), **_USER_FIELDS}, name="UserNew")
 USER_CHANGE = Obj(_USER_FIELDS, name="UserChange")
+
+# The administrators' settings pages (HTML forms) and their commands. The page posts a whole
+# rule; `flask policy set` changes the duration only (CONTRACT §3).
+RULE_NAME = Str(max_length=64, pattern=r"[a-z_]+", required=True)
+POLICY_RULE = Obj({
+    "rule": RULE_NAME,
+    "duration": DurationField(required=True),
+    "basis": Str(max_length=BASIS_LENGTH, required=True),
+    "verified": Flag(description="An unticked checkbox sends nothing: not verified."),
+}, name="PolicyRuleForm")
+POLICY_SET = Obj({"rule": RULE_NAME, "duration": POLICY_RULE.fields["duration"]})
+# The day kinds of CONTRACT §3's `calendar set`, as the form's radio buttons send them too.
+DAY_KIND_PATTERN = r"working|day-off"
+REASON_LENGTH = 255  # calendar_overrides.note
+CALENDAR_DAY = Obj({
+    "day": DateField(required=True),
+    "kind": Str(max_length=8, pattern=DAY_KIND_PATTERN, required=True),
+    "reason": Str(max_length=REASON_LENGTH, required=True),
+}, name="CalendarDayForm")
+# `flask calendar set ... [--reason TEXT]`: the reason is optional there (CONTRACT §3).
+CALENDAR_DAY_CLI = Obj(CALENDAR_DAY.fields | {"reason": Str(max_length=REASON_LENGTH)})
+CALENDAR_UNSET = Obj({"day": DateField(required=True)}, name="CalendarUnsetForm")
+CALENDAR_QUERY = Obj({
+    "year": IntField(minimum=EARLIEST.year, maximum=LATEST.year, from_text=True,
+                     description="Default: this year."),
+}, name="CalendarQuery")

@@ -13,9 +13,18 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, clock, demo, digests, exports, places
+from . import audit, clock, demo, digests, exports, places, workdays
 from .accounts import deactivate, find_user, revoke_tokens
-from .bodies import AGENCY_NEW, DISTRICT_NEW, EXPORT_QUERY, FACILITY_NEW
+from .bodies import (
+    AGENCY_NEW,
+    CALENDAR_DAY_CLI,
+    CALENDAR_QUERY,
+    CALENDAR_UNSET,
+    DISTRICT_NEW,
+    EXPORT_QUERY,
+    FACILITY_NEW,
+    POLICY_SET,
+)
 from .config import Settings
 from .db import get_db, reading, writing
 from .deadlines import to_local
@@ -23,7 +32,7 @@ from .errors import NotFoundError, ValidationError
 from .migrate import upgrade
 from .models import Agency, Facility, Region, Role, User
 from .passwords import hash_password, password_problems
-from .policy import PolicyError, current_rules, ensure_default_policy, set_rule_duration
+from .policy import change_rule, current_rules, ensure_default_policy
 from .push import ensure_vapid_key, public_key_b64
 from .tokens import create_token
 from .worker import Worker
@@ -34,8 +43,8 @@ T = TypeVar("T", Facility, Agency, Region)
 def register(app: Flask) -> None:
     """Attach the commands to the app."""
     for command in (init_db, seed_demo, create_user, create_token_cmd, deactivate_user,
-                    revoke_tokens_cmd, policy, audit_verify, audit_digest, export, worker,
-                    vapid_keys, create_district, create_facility, create_agency):
+                    revoke_tokens_cmd, policy, calendar, audit_verify, audit_digest, export,
+                    worker, vapid_keys, create_district, create_facility, create_agency):
         app.cli.add_command(command)
 
 
@@ -183,11 +192,74 @@ def policy_show() -> None:
 def policy_set(rule: str, duration: str) -> None:
     """Change one rule's duration (90s, 30min, 24h, 3d, 3wd); audited."""
     try:
+        args = POLICY_SET.clean({"rule": rule, "duration": duration})
         with writing() as session:
-            version = set_rule_duration(session, rule, duration, actor_id=None, now=clock.now())
-    except PolicyError as exc:
-        _bad_input(str(exc))
-    click.echo(f"{rule} = {duration} (policy version {version.id})")
+            version = change_rule(session, args["rule"], duration=args["duration"],
+                                  actor_id=None, now=clock.now())
+            version_id = version.id if version else current_rules(session)[0]
+    except ValidationError as exc:
+        _bad_input(_field_errors(exc))
+    unchanged = "" if version else "unchanged, "
+    click.echo(f"{rule} = {args['duration']} ({unchanged}policy version {version_id})")
+
+
+def _field_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{name}: {message}" for name, message in exc.fields.items())
+
+
+@click.group("calendar")
+def calendar() -> None:
+    """Override the Kazakhstan working-day calendar (day-off transfers) or list overrides."""
+
+
+@calendar.command("set")
+@click.argument("day", metavar="YYYY-MM-DD")
+@click.argument("kind", metavar="working|day-off")
+@click.option("--reason", help="Why, e.g. the government decree that moves the day off.")
+@with_appcontext
+def calendar_set(day: str, kind: str, reason: str | None) -> None:
+    """Make a day a working day or a day off whatever the holidays library says; audited;
+    applies to deadlines computed afterwards."""
+    given = {"day": day, "kind": kind, "reason": reason}
+    try:
+        args = CALENDAR_DAY_CLI.clean({k: v for k, v in given.items() if v is not None})
+        with writing() as session:
+            changed = workdays.set_day(session, args["day"], is_working=args["kind"] == "working",
+                                       reason=args.get("reason"), actor_id=None,
+                                       now=clock.now())
+    except ValidationError as exc:
+        _bad_input(_field_errors(exc))
+    click.echo(f"{args['day'].isoformat()} = {args['kind']}{'' if changed else ' (unchanged)'}")
+
+
+@calendar.command("unset")
+@click.argument("day", metavar="YYYY-MM-DD")
+@with_appcontext
+def calendar_unset(day: str) -> None:
+    """Remove a day's override: the holidays library's answer counts again; audited."""
+    try:
+        args = CALENDAR_UNSET.clean({"day": day})
+        with writing() as session:
+            workdays.unset_day(session, args["day"], actor_id=None, now=clock.now())
+    except ValidationError as exc:
+        _bad_input(_field_errors(exc))
+    click.echo(f"{args['day'].isoformat()}: override removed")
+
+
+@calendar.command("show")
+@click.option("--year", help="Default: this year (Kazakhstan time).")
+@with_appcontext
+def calendar_show(year: str | None) -> None:
+    """Print each override of the year: YYYY-MM-DD<TAB>working|day-off<TAB>reason."""
+    try:
+        args = CALENDAR_QUERY.clean({"year": year} if year is not None else {})
+    except ValidationError as exc:
+        _bad_input(_field_errors(exc))
+    with reading() as session:
+        overrides = workdays.overrides_in(session, args.get("year", to_local(clock.now()).year))
+    for override in overrides:
+        click.echo(f"{override.day.isoformat()}\t{workdays.kind_of(override.is_working_day)}"
+                   f"\t{override.note or ''}")
 
 
 @click.command("audit-verify")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from flask import current_app, g, has_request_context
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -189,6 +190,16 @@ def writing() -> Iterator[Session]:
     finally:
         if has_request_context():
             g.db_stale = True
+
+
+def take_turns(session: Session, name: str) -> None:
+    """Hold the lock called `name` until the transaction ends, so that writers which read
+    something and then write from what they read (a policy version built on the one in force)
+    go one after the other instead of losing each other's change. SQLite's write lock already
+    serialises every writer; PostgreSQL needs a transaction-scoped advisory lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": zlib.crc32(name.encode())})
 
 
 def close_session(_exc: BaseException | None = None) -> None:

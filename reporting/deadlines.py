@@ -91,6 +91,9 @@ class Event(StrEnum):
     NOTICE_ACKNOWLEDGED = "notice_acknowledged"
 
 
+BASIS_LENGTH = 500  # the longest legal basis a rule may state (a deadline row keeps it)
+
+
 @dataclass(frozen=True)
 class Rule:
     """One deadline of the policy and its legal standing."""

@@ -98,6 +98,14 @@ class DigestKeyMissingError(BesikError):
     """The audit digest key file is missing: init-db creates it."""
 
 
+class PolicyError(ValidationError):
+    """A change the deadline policy cannot take: an unknown rule, an empty legal basis."""
+
+
+class CalendarError(ValidationError):
+    """A change the working-day calendar cannot take: removing an override that is not there."""
+
+
 class Refusal(NamedTuple):
     status: int
     code: str
@@ -126,6 +134,8 @@ REFUSALS: dict[type[BesikError], Refusal] = {
                                   _l("Too many failed attempts: try again later.")),
     AckTokenError: Refusal(403, "forbidden",
                            _l("This acknowledgement link is used, expired or not valid.")),
+    PolicyError: Refusal(422, "validation_failed", _l("The policy change has errors.")),
+    CalendarError: Refusal(422, "validation_failed", _l("The calendar change has errors.")),
     DigestKeyMissingError: Refusal(503, "digest_unavailable",
                                    _l("Audit digests are not set up on this server yet.")),
     PushUnavailableError: Refusal(503, "push_unavailable",

@@ -6,16 +6,17 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit
-from .deadlines import DEFAULT_POLICY, Calendar, Duration, Event, Rule
-from .models import CalendarOverride, PolicyVersion, table_of
+from .db import take_turns
+from .deadlines import BASIS_LENGTH, DEFAULT_POLICY, Calendar, Duration, Event, Rule
+from .errors import PolicyError
+from .models import CalendarOverride, PolicyVersion, User, table_of
 
-
-class PolicyError(ValueError):
-    """An unknown rule or a malformed duration."""
+NOTE_LENGTH = 255  # policy_versions.note
 
 
 def rule_to_dict(rule: Rule) -> dict[str, Any]:
@@ -87,27 +88,78 @@ def current_rules(session: Session) -> tuple[int, dict[str, Rule]]:
     return row.id, _by_name(row.rules)
 
 
-def set_rule_duration(session: Session, name: str, duration_text: str, *,
-                      actor_id: int | None, now: datetime) -> PolicyVersion:
-    """Change one rule's duration by adding a policy version; audited."""
+def change_rule(session: Session, name: str, *, duration: Duration | None = None,
+                basis: str | None = None, verified: bool | None = None,
+                actor_id: int | None, now: datetime) -> PolicyVersion | None:
+    """Change one rule's duration, legal basis and verified flag (None: keep it) as one new
+    policy version, audited with each changed field's before and after. Returns the new
+    version, or None when nothing changed (then nothing is written)."""
+    take_turns(session, "policy")  # two saves at once must not both build on one version
     version_id, rules = current_rules(session)
     if name not in rules:
-        raise PolicyError(f"unknown rule {name!r}; rules: {', '.join(rules)}")
-    try:
-        duration = Duration.parse(duration_text)
-    except ValueError as exc:
-        raise PolicyError(str(exc)) from exc
-    old = rules[name].duration
-    rules[name] = replace(rules[name], duration=duration)
-    new = PolicyVersion(created_at=now, created_by_id=actor_id,
-                        rules=[rule_to_dict(r) for r in rules.values()],
-                        note=f"{name}: {old} -> {duration}")
-    session.add(new)
+        raise PolicyError({"rule": _l("No such rule. The rules: %(rules)s.",
+                                      rules=", ".join(rules))})
+    old = rules[name]
+    new = replace(old, duration=duration or old.duration,
+                  basis=old.basis if basis is None else _one_line(basis),
+                  is_basis_verified=old.is_basis_verified if verified is None else verified)
+    _check_basis(new.basis)
+    changes = _changes(old, new)
+    if not changes:
+        return None
+    rules[name] = new
+    version = PolicyVersion(created_at=now, created_by_id=actor_id,
+                            rules=[rule_to_dict(r) for r in rules.values()],
+                            note=_note(name, changes))
+    session.add(version)
     session.flush()
-    audit.record(session, "policy:changed", actor_id=actor_id, subject=f"policy:{new.id}",
-                 data={"rule": name, "from": str(old), "to": str(duration),
-                       "previous_version": version_id}, now=now)
-    return new
+    audit.record(session, "policy:changed", actor_id=actor_id, subject=f"policy:{version.id}",
+                 data={"rule": name, "changes": changes, "previous_version": version_id},
+                 now=now)
+    return version
+
+
+def _one_line(basis: str) -> str:
+    # Shown in a table cell and printed by `policy show` between tabs: one line of text.
+    return " ".join(basis.split())
+
+
+def _check_basis(basis: str) -> None:
+    if not basis:
+        raise PolicyError({"basis": _l("This field is required.")})
+    if len(basis) > BASIS_LENGTH:
+        raise PolicyError({"basis": _l("At most %(n)d characters.", n=BASIS_LENGTH)})
+
+
+def _changes(old: Rule, new: Rule) -> dict[str, dict[str, Any]]:
+    """{field: {"from", "to"}} for each field of the rule that differs."""
+    pairs = {"duration": (str(old.duration), str(new.duration)),
+             "basis": (old.basis, new.basis),
+             "verified": (old.is_basis_verified, new.is_basis_verified)}
+    return {field: {"from": before, "to": after}
+            for field, (before, after) in pairs.items() if before != after}
+
+
+def _note(name: str, changes: dict[str, dict[str, Any]]) -> str:
+    """The version's one-line summary (the audit entry holds the whole change)."""
+    parts = []
+    for field, change in changes.items():
+        if field == "basis":
+            parts.append("legal basis reworded")
+        elif field == "verified":
+            parts.append("basis verified" if change["to"] else "basis marked unverified")
+        else:
+            parts.append(f"{field} {change['from']} -> {change['to']}")
+    return f"{name}: {'; '.join(parts)}"[:NOTE_LENGTH]
+
+
+def history(session: Session, limit: int = 50) -> list[tuple[PolicyVersion, str | None]]:
+    """The newest versions first, each with the name of whoever made it (None: installed by
+    init-db or changed from the command line)."""
+    rows = session.execute(
+        select(PolicyVersion, User.name).outerjoin(User, User.id == PolicyVersion.created_by_id)
+        .order_by(PolicyVersion.id.desc()).limit(limit))
+    return [(version, name) for version, name in rows]
 
 
 def load_calendar(session: Session) -> Calendar:

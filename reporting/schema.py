@@ -11,6 +11,7 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 
+from .deadlines import Duration
 from .errors import ValidationError
 from .iin import IINError, validate_iin
 from .vocabulary import Term
@@ -79,6 +80,8 @@ class Str(Field):
 
     def check(self, value: Any) -> Any:
         value = text(value).strip()
+        if not value and self.required:  # spaces alone say nothing: still missing
+            raise Invalid(_l("This field is required."))
         if len(value) > self.max_length:
             raise Invalid(_l("At most %(n)d characters.", n=self.max_length))
         if self.pattern and not self.pattern.fullmatch(value):
@@ -162,19 +165,39 @@ class IntField(Field):
         return super().json_schema() | {"minimum": self.minimum, "maximum": self.maximum}
 
 
-class BoolField(Field):
-    """true or false; from a form, a checkbox's value (present: true)."""
+class Flag(Field):
+    """Yes or no: JSON true/false, or a form's checkbox ("on" when ticked; an unticked box
+    sends nothing, so a form's view reads an absent flag as no)."""
 
     json_type = "boolean"
+    _TEXT = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
     def check(self, value: Any) -> Any:
         if isinstance(value, bool):
             return value
-        if value in ("on", "true", "1"):
-            return True
-        if value in ("off", "false", "0"):
-            return False
-        raise Invalid(_l("Must be true or false."))
+        if isinstance(value, str) and value.strip().lower() in self._TEXT:
+            return self._TEXT[value.strip().lower()]
+        raise Invalid(_l("Must be yes or no."))
+
+
+class DurationField(Field):
+    """A policy duration as written in the command line: 90s, 30min, 24h, 3d, 3wd."""
+
+    max_length = 16
+
+    def check(self, value: Any) -> Any:
+        value = text(value)
+        try:
+            if len(value) > self.max_length:
+                raise ValueError(value)  # a thousand digits would be slow to read as a number
+            return Duration.parse(value)
+        except ValueError as exc:
+            raise Invalid(_l("Write a duration such as 90s, 30min, 24h, 3d or 3wd (working "
+                             "days), of at most a year.")) from exc
+
+    def json_schema(self) -> dict[str, Any]:
+        return super().json_schema() | {"maxLength": self.max_length,
+                                        "pattern": r"^\s*[0-9]+\s*(s|min|h|d|wd)\s*$"}
 
 
 class Choice(Field):
