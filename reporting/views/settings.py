@@ -8,11 +8,11 @@ the pages without their forms, and 403 for a post.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
-from babel.dates import get_day_names, get_month_names
 from flask import Blueprint, redirect, render_template, request, url_for
-from flask_babel import get_locale
+from flask_babel import format_date, get_locale
 from flask_login import current_user
 
 from .. import clock
@@ -27,6 +27,7 @@ from ..schema import Obj
 from ..workdays import WORKING, overrides_in, set_day, unset_day, year_of
 
 bp = Blueprint("settings", __name__)
+A_MONDAY = date(2024, 1, 1)  # any Monday: the calendar's weeks start on Monday
 
 
 def _may_change() -> bool:
@@ -163,15 +164,19 @@ def _calendar_page(year: int, form: dict[str, str] | None = None,
     with reading() as session:
         months = year_of(session, year, locale)
         overrides = overrides_in(session, year)
-    # Month and weekday names from the locale data (Babel), not from our catalogues.
-    month_names = get_month_names("wide", context="stand-alone", locale=locale)
-    short = get_day_names("abbreviated", context="stand-alone", locale=locale)
-    wide = get_day_names("wide", context="stand-alone", locale=locale)
     return render_template(
         "settings/calendar.html", year=year, months=months, overrides=overrides,
-        month_names=month_names, weekdays=[(short[day], wide[day]) for day in range(7)],
+        month_names={m: format_date(date(year, m, 1), "LLLL") for m in range(1, 13)},
+        weekdays=_weekday_names(),
         form=form or {}, errors=errors or {}, may_change=_may_change(),
         saved=_saved_day()), 422 if errors else 200
+
+
+def _weekday_names() -> list[tuple[str, str]]:
+    """(short, full) names from Monday, in the page's language: Babel's locale data (through
+    flask-babel, stand-alone forms), not messages of our own catalogues."""
+    return [(format_date(day, "ccc"), format_date(day, "cccc"))
+            for day in (A_MONDAY + timedelta(days=n) for n in range(7))]
 
 
 def _saved_day() -> Any:
