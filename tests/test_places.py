@@ -48,16 +48,24 @@ def _place_region_through_the_cli(app: Any) -> None:
 def test_a_region_brought_into_service_from_the_command_line_receives_a_report(app, client,
                                                                                 db):
     _place_region_through_the_cli(app)
-    add_user(app, "nurse.ekb@besik.example", "reporter", facility="EKB1")
-    add_user(app, "officer.ekb@besik.example", "officer", agency="GRD-PAV-EKB")
-    filed = client.post("/api/v1/reports", headers=bearer(app, "nurse.ekb@besik.example"),
+    runner = app.test_cli_runner()
+    tokens = {}
+    for email, role, place in (("nurse.ekb@besik.example", "reporter", "--facility=EKB1"),
+                               ("officer.ekb@besik.example", "officer",
+                                "--agency=GRD-PAV-EKB")):
+        created = runner.invoke(args=["create-user", "--email", email, "--name", email,
+                                      "--role", role, place],
+                                input="a long own passphrase 42\n")
+        assert created.exit_code == 0, created.output
+        token = runner.invoke(args=["create-token", "--email", email])
+        tokens[role] = {"Authorization": f"Bearer {token.output.strip()}"}
+    filed = client.post("/api/v1/reports", headers=tokens["reporter"],
                         json=report_body(risk_flags=["payment_suspected"]))
     assert filed.status_code == 201, filed.get_json()
     report = filed.get_json()
     assert report["reference"].startswith("PAV-")
     assert {n["agency"]["code"] for n in report["notices"]} == {"GRD-PAV-EKB", "POL-PAV"}
-    inbox = client.get("/api/v1/reports?state=pending",
-                       headers=bearer(app, "officer.ekb@besik.example")).get_json()
+    inbox = client.get("/api/v1/reports?state=pending", headers=tokens["officer"]).get_json()
     assert [item["id"] for item in inbox["items"]] == [report["id"]]
     tags = set(db.scalars(select(AuditEntry.tag)))
     assert {"district:created", "facility:created", "agency:created"} <= tags
@@ -101,12 +109,35 @@ def test_the_pages_bring_a_district_into_service(app, client, db):
         assert response.headers["Location"].endswith(f"#{form['place']}-{form['code']}")
     facility = db.scalars(select(Facility).where(Facility.code == "ESL1")).one()
     assert (facility.kind, facility.district.code) == ("perinatal", "AST-ESL")
-    add_user(app, "nurse.esl@besik.example", "reporter", facility="ESL1")
-    report = client.post("/api/v1/reports", headers=bearer(app, "nurse.esl@besik.example"),
-                         json=report_body()).get_json()
+    passwords = {}
+    for email, role, place in (("nurse.esl@besik.example", "reporter", {"facility": "ESL1"}),
+                               ("officer.esl@besik.example", "officer",
+                                {"agency": "GRD-AST-ESL"})):
+        created = _post(client, "/admin/users", email=email, name=email, role=role, **place)
+        assert created.status_code == 201, created.data
+        passwords[role] = created.data.decode().split("data-one-time-password>")[1].split("<")[0]
+    nurse = _first_sign_in(app, "nurse.esl@besik.example", passwords["reporter"])
+    report = nurse.post("/api/v1/reports", json=report_body(),
+                        headers={"X-CSRFToken": csrf_token(nurse)}).get_json()
     assert [n["agency"]["code"] for n in report["notices"]] == ["GRD-AST-ESL"]
+    officer = _first_sign_in(app, "officer.esl@besik.example", passwords["officer"])
+    assert report["reference"] in officer.get("/inbox").data.decode()
     edit = client.get("/admin/places/edit?place=agency&code=GRD-AST-ESL")
     assert edit.status_code == 200 and 'value="+7 7172 11 11 11"' in edit.data.decode()
+
+
+def _first_sign_in(app: Any, email: str, one_time: str) -> Any:
+    """Sign in with a one-time password and choose one's own, as /me requires."""
+    browser = app.test_client()
+    token = browser.get("/login").data.decode().split('name="csrf_token" value="')[1]
+    assert browser.post("/login", data={"email": email, "password": one_time,
+                                        "csrf_token": token.split('"')[0]}).status_code == 302
+    changed = browser.post("/me/password", data={
+        "csrf_token": csrf_token(browser), "current_password": one_time,
+        "new_password": "a long own passphrase 42",
+        "new_password_again": "a long own passphrase 42"})
+    assert changed.status_code == 303, changed.data
+    return browser
 
 
 def test_a_form_error_names_the_field_and_saves_nothing(app, client, db):
