@@ -289,10 +289,14 @@ def test_the_page_offers_the_scope_and_downloads(app, client, filed):
     html = page.data.decode()
     for code in ("PC1", OTHER_FACILITY, "POL-AST", OTHER_REGION):
         assert f'value="{code}"' in html
-    download = client.get("/admin/export?format=xlsx&facility=PC1&from=&to=&region=&lang=en")
+    download = client.get(
+        "/admin/export?format=xlsx&facility=PC1&from=&to=&region=&headers=ru")
     assert download.status_code == 200 and download.mimetype == xlsx.MIME
-    _, rows, _ = _read_xlsx(download.data)
+    header, rows, _ = _read_xlsx(download.data)
     assert len(rows) == 4
+    with app.test_request_context(), force_locale("ru"):
+        assert header[0] == str(exports.REPORT_COLUMNS[0]) != "Reference"
+    assert '<html lang="en">' in client.get("/admin/export").data.decode()  # page unchanged
     bad = client.get("/admin/export?format=csv&from=2026-12-02&to=2026-12-01")
     assert bad.status_code == 422 and 'aria-invalid="true"' in bad.data.decode()
 

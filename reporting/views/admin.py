@@ -66,7 +66,12 @@ def index() -> Any:
 def export_page() -> Any:
     """Choose a period, a place and a format; with a format chosen, the file (as GET
     /api/v1/export)."""
-    args = {k: v for k, v in request.args.items() if k in EXPORT_QUERY.fields and v}
+    args = {k: v for k, v in request.args.items()
+            if k in EXPORT_QUERY.fields and k != "lang" and v}
+    # The form names the headers' language "headers": ?lang= would switch the page's own
+    # language (and the admin's saved one) to the file's.
+    if request.args.get("headers"):
+        args["lang"] = request.args["headers"]
     errors: dict[str, Any] = {}
     if "format" in args:
         try:
