@@ -245,14 +245,16 @@ def overdue(session: Session, scope: Scope, now: datetime, limit: int = 200
 
 
 def _overdue_query(now: datetime, limit: int) -> Select:
-    """Open deadlines due before now, most overdue first."""
+    """Open deadlines due before now, most overdue first (then by reference; a report's
+    deadlines due at the same moment in the order they were made, so that every database
+    and every plan gives one order)."""
     return (select(Report.id, Report.reference, Deadline.rule, Deadline.due_at,
                    Agency.code.label("agency"))
             .join(Report, Report.id == Deadline.report_id)
             .outerjoin(Notice, Notice.id == Deadline.notice_id)
             .outerjoin(Agency, Agency.id == Notice.agency_id)
             .where(Deadline.met_at.is_(None), Deadline.due_at < now)
-            .order_by(Deadline.due_at, Report.reference).limit(limit))
+            .order_by(Deadline.due_at, Report.reference, Deadline.id).limit(limit))
 
 
 def _overdue_rows(session: Session, query: Select) -> list[dict[str, Any]]:
