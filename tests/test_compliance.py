@@ -363,3 +363,11 @@ def test_the_figures_read_only_the_period_through_migration_0007s_indexes(sqlite
             "received_at<?)") in plans["country"]
     assert ("SEARCH reports USING INDEX ix_reports_facility_id_received_at (facility_id=? AND "
             "received_at>? AND received_at<?)") in plans["region"]
+
+
+def test_a_reports_deadlines_due_together_are_listed_in_the_order_they_were_made(client, known):
+    """R3's guardianship and police notices were sent, and fall due, at the same moment:
+    the guardianship one was made first, on every database and whatever the plan."""
+    data = client.get("/api/v1/compliance", headers=known["admin"]).get_json()
+    r3 = [o["agency"] for o in data["overdue"] if o["reference"] == known["r3"]["reference"]]
+    assert r3 == ["GRD-AST-YES", "POL-AST"]
