@@ -343,7 +343,8 @@ def _rows_statement(filters: Filters, has_after: bool, has_last: bool, now: date
     return sql.statement(
         f"SELECT {', '.join(columns)} FROM reports r "  # noqa: S608
         "JOIN facilities f ON f.id = r.facility_id "
-        f"JOIN districts di ON di.id = r.district_id {where}"
+        # A report keeps its routed district; rows from before the column, their facility's.
+        f"JOIN districts di ON di.id = COALESCE(r.district_id, f.district_id) {where}"
         "ORDER BY r.received_at, r.id"), sql.params
 
 

@@ -218,7 +218,8 @@ class Report(Base):
     # The phone's UUID is the primary key: it is also the idempotency key of the API.
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     reference: Mapped[str] = mapped_column(String(32), unique=True)
-    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), index=True)
+    # Indexed with received_at (below): a region's reports of a period, one range each.
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"))
     # The district the report was routed by: a facility moved later keeps its old reports
     # where they were (NULL only in rows filed before the column existed and not backfilled).
     district_id: Mapped[int | None] = mapped_column(ForeignKey("districts.id"))
@@ -258,6 +259,8 @@ class Report(Base):
     amendments: Mapped[list[ReportAmendment]] = relationship(
         back_populates="report", order_by="ReportAmendment.id")
     actions: Mapped[list[ReportAction]] = relationship(order_by="ReportAction.id")
+    __table_args__ = (Index("ix_reports_facility_id_received_at", "facility_id",
+                            "received_at"),)
 
 
 class ReportAmendment(Base):
@@ -274,10 +277,16 @@ class Notice(Base):
     """One routing of a report to one agency."""
 
     __tablename__ = "notices"
-    __table_args__ = (UniqueConstraint("report_id", "agency_id"),)
+    __table_args__ = (
+        UniqueConstraint("report_id", "agency_id"),
+        # An agency's notices of a period with every column the compliance figures read, so
+        # that they never read the table (migration 0008).
+        Index("ix_notices_agency_id_sent_at", "agency_id", "sent_at", "acknowledged_at",
+              "ack_due_at", "escalation_level"),
+    )
     id: Mapped[uuidpk]
     report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
-    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
     # Routed to the region's agency because the district has none: a configuration gap.
     is_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
     sent_at: Mapped[utc]
@@ -295,8 +304,16 @@ class Notice(Base):
 
 class Deadline(Base):
     __tablename__ = "deadlines"
+    __table_args__ = (
+        # A report's deadline of one rule, and whether it was met in time, without reading
+        # the table: the compliance figures join each report of a period to two of them.
+        Index("ix_deadlines_report_id_rule", "report_id", "rule", "due_at", "met_at"),
+        # What is overdue now, oldest first, among the deadlines still open only.
+        Index("ix_deadlines_overdue", "due_at", sqlite_where=text("met_at IS NULL"),
+              postgresql_where=text("met_at IS NULL")),
+    )
     id: Mapped[intpk]
-    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"))
     notice_id: Mapped[str | None] = mapped_column(ForeignKey("notices.id"), index=True)
     rule: Mapped[str] = mapped_column(String(64))
     due_at: Mapped[utc] = mapped_column(index=True)

@@ -271,3 +271,101 @@ def test_the_worker_alerts_each_new_gap_once_to_the_regions_admins(app, client, 
                 CoverageGap.closed_at.is_(None))).all()
         assert open_gaps == []
         database.dispose()
+
+
+# --- At scale: the overdue list's two ways, and the plans of migration 0008's indexes ---------
+
+
+@pytest.fixture
+def staggered(app, client, clock):
+    """Reports filed five minutes apart, Astana's and Almaty's in turn, none acknowledged: at
+    T0 + 1 h, four acknowledge_notice deadlines are overdue, each due at its own moment."""
+    from tests.conftest import OTHER_NURSE, add_other_region
+
+    add_other_region(app)
+    clock.freeze(T0)
+    nurses = [bearer(app, email) for email in ("nurse@besik.example", OTHER_NURSE,
+                                               "nurse2@besik.example", OTHER_NURSE)]
+    references = []
+    for nurse in nurses:
+        references.append(_file(client, nurse, 10)["reference"])
+        clock.advance(timedelta(minutes=5))
+    clock.freeze(T0 + timedelta(hours=1))
+    return {"AST": [references[0], references[2]], "ALA": [references[1], references[3]]}
+
+
+@pytest.mark.parametrize("lookahead", [1, 2, 3, 4, 10_000])
+def test_a_regions_overdue_list_is_the_same_whichever_way_it_is_read(
+        db, clock, staggered, monkeypatch, lookahead):
+    """Among the `lookahead` oldest open deadlines when `limit` of them are the region's,
+    else from the region's own reports: the region's oldest, in order, either way."""
+    from reporting import compliance
+
+    monkeypatch.setattr(compliance, "OVERDUE_LOOKAHEAD", lookahead)
+    db.rollback()
+    now = clock.now()
+    period = compliance.default_period(now)
+    regions = {code: id_ for code, id_ in db.execute(select(Region.code, Region.id))}
+    country = compliance.overdue(db, compliance.Scope(None, *period), now)
+    assert [o["reference"] for o in country] == [staggered["AST"][0], staggered["ALA"][0],
+                                                 staggered["AST"][1], staggered["ALA"][1]]
+    for code in ("AST", "ALA"):
+        for limit in (1, 2, 3, 200):
+            found = compliance.overdue(db, compliance.Scope(regions[code], *period), now, limit)
+            assert [o["reference"] for o in found] == staggered[code][:limit]
+            assert found == [o for o in country if o["reference"] in staggered[code]][:limit]
+
+
+def test_the_figures_read_only_the_period_through_migration_0008s_indexes(sqlite_template,
+                                                                           tmp_path):
+    """SQLite plans from no statistics (nothing runs ANALYZE), so its plans here are the
+    plans over a million reports: no report, notice or deadline table is read whole, and
+    the period's joins are answered from the covering indexes."""
+    import re
+    import shutil
+
+    from sqlalchemy import event
+
+    from reporting import compliance
+    from reporting.db import Database
+
+    shutil.copyfile(sqlite_template, tmp_path / "plans.db")
+    database = Database(f"sqlite:///{tmp_path / 'plans.db'}")
+    seen: list[tuple[str, object]] = []
+
+    @event.listens_for(database.engine, "before_cursor_execute")
+    def record(_conn, _cursor, statement, parameters, _context, _many):
+        if statement.lstrip().startswith(("SELECT", "WITH")):
+            seen.append((statement, parameters))
+
+    plans = {}
+    with database.reading() as session:
+        ast = session.scalars(select(Region.id).where(Region.code == "AST")).one()
+        for name, region in (("country", None), ("region", ast)):
+            seen.clear()
+            compliance.figures(session, compliance.Scope(region, *compliance.default_period(T0)),
+                               T0)
+            plans[name] = "\n".join(
+                row[3] for statement, parameters in seen
+                for row in session.connection().exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + statement, parameters))
+    database.dispose()
+    for name, plan in plans.items():
+        assert not re.search(r"^SCAN (reports|notices|deadlines)\b", plan, re.M), (name, plan)
+        assert re.search(r"USING COVERING INDEX ix_deadlines_report_id_rule "
+                         r"\(report_id=\? AND rule=\?\)", plan), (name, plan)
+        assert ("USING COVERING INDEX ix_notices_agency_id_sent_at "
+                "(agency_id=? AND sent_at>? AND sent_at<?)") in plan, (name, plan)
+        assert "SEARCH deadlines USING INDEX ix_deadlines_overdue (due_at<?)" in plan, (name, plan)
+    assert ("SEARCH reports USING INDEX ix_reports_received_at (received_at>? AND "
+            "received_at<?)") in plans["country"]
+    assert ("SEARCH reports USING INDEX ix_reports_facility_id_received_at (facility_id=? AND "
+            "received_at>? AND received_at<?)") in plans["region"]
+
+
+def test_a_reports_deadlines_due_together_are_listed_in_the_order_they_were_made(client, known):
+    """R3's guardianship and police notices were sent, and fall due, at the same moment:
+    the guardianship one was made first, on every database and whatever the plan."""
+    data = client.get("/api/v1/compliance", headers=known["admin"]).get_json()
+    r3 = [o["agency"] for o in data["overdue"] if o["reference"] == known["r3"]["reference"]]
+    assert r3 == ["GRD-AST-YES", "POL-AST"]
