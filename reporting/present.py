@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .deadlines import DeadlineState, deadline_state
-from .models import Deadline, Notice, Report, ReportAction
+from .models import Deadline, Notice, Report, ReportAction, ReportAmendment
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -80,7 +80,15 @@ def report_json(report: Report, now: datetime) -> dict[str, Any]:
         "notices": [notice_json(n, now) for n in report.notices],
         "deadlines": [deadline_json(d, now)
                       for d in sorted(report.deadlines, key=lambda d: (d.due_at, d.rule))],
+        "amendments": [amendment_json(a) for a in report.amendments],
     }
+
+
+def amendment_json(amendment: ReportAmendment) -> dict[str, Any]:
+    """A correction: who, when, why, and each field's value before and after."""
+    return {"id": amendment.id, "at": iso(amendment.created_at),
+            "by": {"name": amendment.author.name}, "reason": amendment.reason,
+            "changes": amendment.changes}
 
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:

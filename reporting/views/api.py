@@ -31,10 +31,12 @@ from .. import (
 from ..access import PUBLIC, SIGNED_IN, allow, token_authenticated, visible_reports
 from ..acknowledgements import acknowledge, acknowledge_with_token
 from ..actions import record_action
+from ..amendments import AMENDING_ROLES, amend_report, clean_amendment
 from ..auth import viewing_session
 from ..bodies import (
     ACK_TOKEN,
     ACTION,
+    AMENDMENT,
     AUDIT_QUERY,
     COMPLIANCE_QUERY,
     DIGEST_QUERY,
@@ -59,7 +61,7 @@ from ..errors import (
 )
 from ..models import Notice, PushSubscription, Report, ReportState, Role
 from ..openapi import openapi_document, operation
-from ..present import action_json, iso, notice_json, report_json
+from ..present import action_json, amendment_json, iso, notice_json, report_json
 from ..reports import clean_report
 from ..vocabulary import AckChannel, DeliveryKind, ReportFilter
 from . import (
@@ -391,6 +393,21 @@ def record_report_action(report_id: str) -> Any:
         row = record_action(session, notice.id, current_user, data["action"],
                             data.get("note"), clock.now())
         return jsonify(action_json(row)), 201
+
+
+@bp.post("/reports/<report_id>/amendments")
+@allow(*AMENDING_ROLES)
+@operation("Correct a report; each field's value before and after is kept", body=AMENDMENT,
+           status=201, returns="AmendmentOut")
+def amend(report_id: str) -> Any:
+    """Correct a report of the caller's facility (an admin: in their scope); adding the first
+    risk flag routes it to the police."""
+    report = report_in_scope(report_id)
+    data = clean_amendment(json_body())
+    with writing() as session:
+        amendment = amend_report(session, report.id, current_user, data["changes"],
+                                 data["reason"], clock.now())
+        return jsonify(amendment_json(amendment)), 201
 
 
 @bp.post("/notices/<notice_id>/ack")
