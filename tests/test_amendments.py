@@ -1,16 +1,19 @@
 """Corrections are amendments: who, when, why and each field's value before and after, kept in
-the report and the audit log; the first risk flag routes the report to the police; the
-filing's idempotency survives a correction."""
+the report, its timeline and the audit log; the first risk flag routes the report to the
+police; the filing's idempotency survives a correction."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from reporting import audit
+from reporting import audit, create_app
+from reporting.config import Settings
 from reporting.models import (
     Agency,
     AgencyKind,
@@ -29,8 +32,10 @@ from tests.conftest import (
     add_other_region,
     add_user,
     bearer,
+    login,
     report_body,
 )
+from tests.test_push import push_service, push_settings, subscribe, worker  # noqa: F401
 
 CHILD_IIN = "250115601231"  # a girl born 2025-01-15 (PRODUCT §3's test number)
 MOTHER_IIN = "851231400001"  # a woman born 1985-12-31
@@ -92,6 +97,9 @@ def test_a_correction_keeps_each_fields_value_before_and_after(client, app, nurs
     assert shown["mother"] == report["mother"]
     assert shown["notes"] == "left at dawn"
     assert shown["amendments"] == [answer]
+    (amended,) = [e for e in shown["timeline"] if e["event"] == "amended"]
+    assert amended == {"at": answer["at"], "event": "amended", "actor": answer["by"],
+                       "detail": {"reason": answer["reason"], "changes": answer["changes"]}}
 
     with app.extensions["besik.db"].reading() as session:
         entry = session.scalars(select(AuditEntry).where(
@@ -227,6 +235,7 @@ def test_adding_a_risk_flag_routes_the_report_to_the_police_as_filing_would(clie
             AuditEntry.tag != "report:viewed").order_by(AuditEntry.seq.desc()).limit(2)).all()
     assert [(d.kind, d.status) for d in queued] == [("notice", "pending")]
     assert tags == ["report:amended", "notice:created"]
+    assert [e["event"] for e in shown["timeline"]].count("notice_sent") == 2
 
     # A further flag finds the police already notified: no second notice.
     more = amend(client, nurse, report["id"], {"risk_flags": ["third_party_claim",
@@ -308,3 +317,51 @@ def test_who_may_correct_a_report(client, app, nurse):
     response = amend(client, bearer(app, "midwife@besik.example"), report["id"],
                      {"notes": "midwife"})
     assert response.status_code == 201
+
+
+# --- the whole timeline: both clocks, notices, delivery, acknowledgement, escalation, ... --
+
+
+@pytest.fixture
+def push_app(push_settings: Settings) -> Iterator[Flask]:
+    app = create_app(push_settings)
+    app.config.update(TESTING=True)
+    yield app
+    app.extensions["besik.db"].dispose()
+
+
+def test_the_timeline_holds_every_event_oldest_first_in_the_api_and_the_evidence(
+        push_app, push_service, clock):
+    app, client = push_app, push_app.test_client()
+    nurse, officer = bearer(app, "nurse@besik.example"), bearer(app, "officer@besik.example")
+    subscribe(client, app, "police@besik.example", push_service)
+    body = report_body(filed_at=(clock.now() - timedelta(seconds=40)).isoformat())
+    report = file(client, nurse, body)
+    assert amend(client, nurse, report["id"], {"risk_flags": ["payment_suspected"]},
+                 reason="payment offered").status_code == 201
+    worker(app).run_once()  # the police notice reaches the police officer's device
+    client.post(f"/api/v1/reports/{report['id']}/acknowledge", headers=officer)
+    client.post(f"/api/v1/reports/{report['id']}/actions", json={"action": "examined"},
+                headers=officer)
+    worker(app).run_once(clock.now() + timedelta(minutes=31))  # the police never answered
+
+    shown = client.get(f"/api/v1/reports/{report['id']}", headers=nurse).get_json()
+    events = [e["event"] for e in shown["timeline"]]
+    assert events == ["discovered", "filed", "received", "notice_sent", "notice_sent",
+                      "amended", "delivered", "acknowledged", "action", "escalated"]
+    assert [e["at"] for e in shown["timeline"]] == sorted(e["at"] for e in shown["timeline"])
+    filed = shown["timeline"][1]
+    assert filed["detail"]["gap_seconds"] == 40 == shown["clock_gap_seconds"]
+    assert filed["detail"]["filed_at"] == shown["filed_at"]
+    assert filed["detail"]["received_at"] == shown["received_at"]
+    assert filed["actor"] == shown["reporter"]
+    delivered = next(e for e in shown["timeline"] if e["event"] == "delivered")
+    assert delivered["detail"] == {"agency": "Astana Police"}
+    escalated = next(e for e in shown["timeline"] if e["event"] == "escalated")
+    assert escalated["detail"]["level"] == 1 and escalated["actor"] is None
+
+    page = login(app.test_client(), "admin@besik.example").get(
+        f"/reports/{report['id']}/evidence").get_data(as_text=True)
+    rows = page.split('<table class="timeline">')[1].split("</table>")[0]
+    assert [e for e in events if f'data-event="{e}"' in rows] == events
+    assert "payment offered" in rows

@@ -61,7 +61,7 @@ from ..errors import (
 )
 from ..models import Notice, PushSubscription, Report, ReportState, Role
 from ..openapi import openapi_document, operation
-from ..present import action_json, amendment_json, iso, notice_json, report_json
+from ..present import action_json, amendment_json, iso, notice_json
 from ..reports import clean_report
 from ..vocabulary import AckChannel, DeliveryKind, ReportFilter
 from . import (
@@ -70,6 +70,7 @@ from . import (
     json_body,
     officers_report_and_notice,
     report_in_scope,
+    reports_as_json,
     streamed_export,
     validated,
     validated_query,
@@ -106,7 +107,8 @@ def file() -> Any:
     """File a report; idempotent on its id."""
     now = clock.now()
     filed = file_and_commit(current_user, clean_report(json_body(), now), now)
-    return jsonify(report_json(filed.report, now)), 201 if filed.is_new else 200
+    (body,) = reports_as_json([filed.report], now)
+    return jsonify(body), 201 if filed.is_new else 200
 
 
 @bp.get("/reports")
@@ -131,7 +133,7 @@ def list_reports() -> Any:
                                .limit(limit + 1)).all()
         page = rows[:limit]
         next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-        body = jsonify(items=[report_json(r, now) for r in page], next_cursor=next_cursor)
+        body = jsonify(items=reports_as_json(page, now), next_cursor=next_cursor)
         new = viewing.unseen(session, viewing_session(), [r.id for r in page])
     if new:
         with writing() as session:
@@ -172,7 +174,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 def show_report(report_id: str) -> Any:
     """One report in the caller's scope; outside it, 404 (no existence leak). Audited."""
     now = clock.now()
-    body = jsonify(report_json(report_in_scope(report_id), now))
+    (report,) = reports_as_json([report_in_scope(report_id)], now)
+    body = jsonify(report)
     with writing() as session:
         viewing.record_view(session, current_user.id, report_id, "api", now)
     return body

@@ -121,13 +121,15 @@ def show(report_id: str) -> Any:
 def report_page(report: Report, errors: Fields | None = None, status: int = 200) -> Any:
     """The report page (with an officer's action form and its errors, if any)."""
     officer_notice = None
-    if current_user.role is Role.OFFICER:
-        with reading() as session:
+    with reading() as session:
+        if current_user.role is Role.OFFICER:
             officer_notice = notice_for_officer(session, report, current_user)
+        history = evidence.histories(session, [report])[report.id]
     actions = ACTIONS_OF[officer_notice.agency.kind] if officer_notice else ()
     return render_template("reports/show.html", report=report,
-                           view=report_json(report, clock.now()), officer_notice=officer_notice,
-                           actions=actions, errors=errors or {},
+                           view=report_json(report, clock.now(), history),
+                           timeline=evidence.timeline(report, history),
+                           officer_notice=officer_notice, actions=actions, errors=errors or {},
                            is_receipt=request.args.get("filed") == "1"), status
 
 
@@ -140,7 +142,7 @@ def evidence_record(report_id: str) -> Any:
     with reading() as session:
         record = evidence.gather(session, report)
         page = render_template("reports/evidence.html", record=record, report=report,
-                               view=report_json(report, now), printed_at=now)
+                               view=report_json(report, now, record.history), printed_at=now)
     with writing() as session:
         viewing.record_view(session, current_user.id, report_id, "evidence", now)
     return page
