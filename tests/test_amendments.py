@@ -32,6 +32,7 @@ from tests.conftest import (
     add_other_region,
     add_user,
     bearer,
+    csrf_token,
     login,
     report_body,
 )
@@ -317,6 +318,89 @@ def test_who_may_correct_a_report(client, app, nurse):
     response = amend(client, bearer(app, "midwife@besik.example"), report["id"],
                      {"notes": "midwife"})
     assert response.status_code == 201
+
+
+# --- the page: a Correct button, the form, the timeline ----------------------------------
+
+
+def _form(page: str) -> str:
+    return page.split('id="correct-form"')[1].split("</form>")[0]
+
+
+def test_the_correct_button_is_shown_to_who_may_correct(client, app, nurse):
+    report = file(client, nurse, full_report())
+    for email, shown in (("nurse@besik.example", True), ("admin@besik.example", True),
+                         ("officer@besik.example", False)):
+        page = login(app.test_client(), email).get(f"/reports/{report['id']}")
+        assert page.status_code == 200
+        assert ("data-correct" in page.get_data(as_text=True)) is shown, email
+    officer = login(app.test_client(), "officer@besik.example")
+    assert officer.get(f"/reports/{report['id']}/correct").status_code == 403
+    other = login(app.test_client(), "nurse2@besik.example")
+    assert other.get(f"/reports/{report['id']}/correct").status_code == 404
+
+
+def test_the_correction_form_shows_the_values_and_saves_only_what_changed(client, app, nurse):
+    report = file(client, nurse, full_report())
+    browser = login(app.test_client(), "nurse@besik.example")
+    page = browser.get(f"/reports/{report['id']}/correct")
+    assert page.status_code == 200
+    form = _form(page.get_data(as_text=True))
+    assert f'value="{CHILD_IIN}"' in form and 'value="2025-01-15T08:30"' in form
+    assert '<label for="reason">' in form and 'name="circumstance"' not in form
+    assert 'name="child.sex"' not in form and 'name="discovered_at"' not in form
+
+    values = {"child.iin": CHILD_IIN, "child.born_at": "2025-01-15T08:30",
+              "child.weight_g": "3100", "child.condition": "stable",
+              "mother.iin": "", "mother.full_name": "Айгүл Серікқызы",
+              "mother.birth_date": "1985-12-31", "mother.citizenship": "KZ",
+              "mother.phone": "", "mother.address": "", "notes": "left at night",
+              "risk_flags": [""], "csrf_token": csrf_token(browser),
+              "reason": "the mother's IIN was a guess"}
+    done = browser.post(f"/reports/{report['id']}/correct", data=values)
+    assert done.status_code == 303
+    assert done.headers["Location"] == f"/reports/{report['id']}?corrected=1"
+    answer = client.get(f"/api/v1/reports/{report['id']}", headers=nurse).get_json()
+    (amendment,) = answer["amendments"]
+    assert amendment["changes"] == {"mother.iin": {"from": MOTHER_IIN, "to": None}}
+    assert amendment["reason"] == "the mother's IIN was a guess"
+
+    shown = browser.get(done.headers["Location"]).get_data(as_text=True)
+    assert 'role="status"' in shown
+    timeline = shown.split('<ol class="timeline"')[1].split("</ol>")[0]
+    assert [e for e in ("filed", "received", "notice_sent", "amended")
+            if f'data-event="{e}"' in timeline] == ["filed", "received", "notice_sent",
+                                                     "amended"]
+    assert "the mother&#39;s IIN was a guess" in timeline
+    assert f"Mother&#39;s IIN: was {MOTHER_IIN}, now —" in timeline
+    assert "0 s after the phone's clock" in timeline  # the two clocks and their gap
+
+
+def test_the_correction_form_names_each_bad_field_and_saves_nothing(client, app, nurse):
+    report = file(client, nurse, full_report())
+    browser = login(app.test_client(), "nurse@besik.example")
+    token = csrf_token(browser)
+    before = stored(app)
+    url = f"/reports/{report['id']}/correct"
+    bad = browser.post(url, data={"child.iin": "250115601232", "child.weight_g": "9",
+                                  "risk_flags": ["", "mother_minor"], "reason": "",
+                                  "csrf_token": token})
+    assert bad.status_code == 422
+    page = bad.get_data(as_text=True)
+    for field in ("child.iin", "child.weight_g", "reason"):
+        anchor = field.replace(".", "-") + "-error"
+        assert f'id="{anchor}"' in page, field
+        assert 'aria-invalid="true"' in page.split(f'id="{field}"')[1].split(">")[0], field
+    assert "check digit" in page
+    assert 'value="250115601232"' in page  # what the nurse typed is kept to correct
+    assert 'value="mother_minor" checked' in page
+    assert stored(app) == before
+
+    unchanged = browser.post(url, data={"notes": "left at night", "reason": "nothing",
+                                        "csrf_token": token})
+    assert unchanged.status_code == 422
+    assert 'id="changes-error"' in unchanged.get_data(as_text=True)
+    assert stored(app) == before
 
 
 # --- the whole timeline: both clocks, notices, delivery, acknowledgement, escalation, ... --
