@@ -20,8 +20,8 @@ the officers' actions would have left them:
 - the deadlines of the policy in force (`report_to_guardianship`, its statutory bound,
   `inform_police` for risk-flagged reports, `acknowledge_notice` and `examine_child` per
   notice, `register_in_data_bank` once acknowledged), due as `reporting.deadlines.due_at`
-  computes them, met on time, late or not at all (police notices get a
-  `register_in_data_bank` deadline they cannot meet, as the app does).
+  computes them, met on time, late or not at all (only guardianship notices get
+  `register_in_data_bank`, as acknowledging does).
 
 SQLite: executemany in batches inside one transaction with `synchronous=OFF` and no journal
 (the scratch load only); PostgreSQL: `COPY` through psycopg with foreign-key triggers off
@@ -402,9 +402,9 @@ class Generator:
             route.officer_id if acked is not None else None,
             rng.choice(CHANNELS) if acked is not None else None, level, enc.maybe(reminded)))
         self._deadline(batch, report_id, notice_id, "acknowledge_notice", ack_due, acked)
-        if acked is not None:
+        if acked is not None and is_guardianship:
             due = self.policy.due["register_in_data_bank"](acked)
-            met = self._acted(acked, 0.75, 3 * DAY) if is_guardianship else None
+            met = self._acted(acked, 0.75, 3 * DAY)
             self._deadline(batch, report_id, notice_id, "register_in_data_bank", due, met)
         return acked
 

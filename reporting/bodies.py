@@ -3,6 +3,10 @@ the OpenAPI document alike."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+
 from .deadlines import BASIS_LENGTH
 from .schema import (
     EARLIEST,
@@ -11,6 +15,7 @@ from .schema import (
     DateField,
     DateTimeField,
     DurationField,
+    Field,
     Flag,
     IINField,
     IntField,
@@ -63,6 +68,30 @@ REPORT = Obj({
     "notes": Str(max_length=4000),
 }, name="ReportIn")
 
+# What a report was filed with and can never be corrected: its identity, what happened and
+# when it was discovered and filed (the reporting deadlines are judged on them), the child's
+# sex. Everything else is corrected by an amendment, which keeps the value before.
+FIXED_FACTS = frozenset({"id", "circumstance", "discovered_at", "filed_at", "reference",
+                         "child.sex"})
+REASON_LENGTH = 500
+
+
+def _correctable(schema: Obj, prefix: str = "", **kwargs: Any) -> Obj:
+    """`schema`'s optional fields (nested objects field by field), each clearable; the
+    required and fixed ones refused by name."""
+    fields: dict[str, Field] = {}
+    refused = {}
+    for name, field in schema.fields.items():
+        path = f"{prefix}{name}"
+        if isinstance(field, Obj):
+            fields[name] = _correctable(field, f"{path}.")
+        elif field.required or path in FIXED_FACTS:
+            refused[name] = _l("This cannot be corrected after filing.")
+        else:
+            fields[name] = field
+    return Obj(fields, refused=refused, is_clearable=True, **kwargs)
+
+
 NOTE = Obj({"note": Str(max_length=NOTE_LENGTH)}, name="AcknowledgementIn")
 ACTION = Obj({"action": Choice(OfficerAction, required=True),
               "note": Str(max_length=NOTE_LENGTH)}, name="ActionIn")
@@ -94,7 +123,16 @@ REPORT_LIST_QUERY = Obj({
     "cursor": Str(max_length=200, description="next_cursor of the previous page."),
 }, name="ReportListQuery")
 
-BODIES = (REPORT, NOTE, ACTION, ACK_TOKEN, RESERVE, HEARTBEAT, SUBSCRIPTION, ENDPOINT, ME)
+CORRECTABLE = _correctable(REPORT, required=True,
+                           description="The fields to correct, as in a report; null clears "
+                                       "one.")
+AMENDMENT = Obj({
+    "changes": CORRECTABLE,
+    "reason": Str(max_length=REASON_LENGTH, required=True, description="Why, for the record."),
+}, name="AmendmentIn")
+
+BODIES = (REPORT, NOTE, ACTION, ACK_TOKEN, RESERVE, HEARTBEAT, SUBSCRIPTION, ENDPOINT, ME,
+          AMENDMENT)
 
 AUDIT_QUERY = Obj({
     "from": DateField(description="First Almaty day, YYYY-MM-DD."),

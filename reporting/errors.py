@@ -33,6 +33,10 @@ class ReportInvalidError(ValidationError):
     """A report that breaks a rule of the report schema or of time."""
 
 
+class AmendmentInvalidError(ValidationError):
+    """A correction that breaks a rule: a fixed fact, a bad value, or nothing that changes."""
+
+
 class ReferenceTakenError(ReportInvalidError):
     """A reserved reference that is not this facility's, lapsed, or was used (by a twin
     request of the same report, when two arrive at once)."""
@@ -115,6 +119,7 @@ class Refusal(NamedTuple):
 REFUSALS: dict[type[BesikError], Refusal] = {
     ValidationError: Refusal(422, "validation_failed", _l("The request has errors.")),
     ReportInvalidError: Refusal(422, "validation_failed", _l("The report has errors.")),
+    AmendmentInvalidError: Refusal(422, "validation_failed", _l("The correction has errors.")),
     MalformedJSONError: Refusal(400, "bad_request", _l("The request could not be read.")),
     NotJSONError: Refusal(415, "unsupported_media_type",
                           _l("Send JSON (Content-Type: application/json).")),

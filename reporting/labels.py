@@ -42,6 +42,23 @@ WARNINGS: dict[str, Any] = {
 }
 
 
+# A report's correctable fields by dotted path, worded as on the form.
+FIELDS: dict[str, Any] = {
+    "child.iin": _l("Child's IIN"),
+    "child.born_at": _l("Time of birth"),
+    "child.weight_g": _l("Weight, grams"),
+    "child.condition": _l("Child's condition"),
+    "mother.iin": _l("Mother's IIN"),
+    "mother.full_name": _l("Mother's full name"),
+    "mother.birth_date": _l("Mother's date of birth"),
+    "mother.citizenship": _l("Mother's citizenship (country code)"),
+    "mother.phone": _l("Mother's phone"),
+    "mother.address": _l("Mother's address"),
+    "risk_flags": _l("Risk signs"),
+    "notes": _l("Notes"),
+}
+
+
 AUDIT_REASONS: dict[str, Any] = {
     "gap in sequence": _l("an entry is missing"),
     "broken link": _l("an entry does not follow the one before it"),

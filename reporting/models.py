@@ -264,13 +264,19 @@ class Report(Base):
 
 
 class ReportAmendment(Base):
+    """A correction of a report: who, when, why, and each field's value before and after
+    ({"child.iin": {"from": ..., "to": ...}}, as the API shows them)."""
+
     __tablename__ = "report_amendments"
     id: Mapped[intpk]
     report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[utc] = mapped_column(default=clock.now)
     changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Rows written before 0008 have none; every amendment since gives one.
+    reason: Mapped[str | None] = mapped_column(String(500))
     report: Mapped[Report] = relationship(back_populates="amendments")
+    author: Mapped[User] = relationship()
 
 
 class Notice(Base):

@@ -87,6 +87,19 @@ DEADLINE_OUT = _object({
     "rule": STRING, "notice_id": _nullable(STRING), "due_at": TIME, "met_at": _nullable(TIME),
     "state": _enum(DEADLINE_STATES), "basis": STRING, "basis_verified": BOOLEAN,
 })
+TIMELINE_EVENTS = ("discovered", "filed", "received", "notice_sent", "delivered",
+                   "acknowledged", "escalated", "action", "amended")
+ANY: dict[str, Any] = {}  # any JSON value: a field's value before or after a correction
+AMENDMENT_OUT = _object({
+    "id": INTEGER, "at": TIME, "by": NAMED, "reason": _nullable(STRING),
+    "changes": {"type": "object", "description": "By dotted field path (child.iin).",
+                "additionalProperties": _object({"from": ANY, "to": ANY})},
+})
+TIMELINE_EVENT = _object({
+    "at": TIME, "event": _enum(TIMELINE_EVENTS), "actor": _nullable(NAMED),
+    "detail": {"type": "object", "description": "What the event needs to be told: e.g. filed: "
+               "filed_at, received_at, gap_seconds; amended: reason, changes."},
+})
 REPORT_OUT = _object({
     "id": STRING, "reference": STRING, "circumstance": _enum(Circumstance.values()),
     "discovered_at": TIME, "filed_at": TIME, "received_at": TIME, "reported_at": TIME,
@@ -104,9 +117,14 @@ REPORT_OUT = _object({
     "warnings": {"type": "array", "items": STRING},
     "notices": {"type": "array", "items": {"$ref": "#/components/schemas/NoticeOut"}},
     "deadlines": {"type": "array", "items": {"$ref": "#/components/schemas/DeadlineOut"}},
+    "clock_gap_seconds": INTEGER,
+    "amendments": {"type": "array", "items": {"$ref": "#/components/schemas/AmendmentOut"}},
+    "timeline": {"type": "array", "items": {"$ref": "#/components/schemas/TimelineEvent"}},
 })
 RESPONSES: dict[str, dict[str, Any]] = {
     "ReportOut": REPORT_OUT,
+    "AmendmentOut": AMENDMENT_OUT,
+    "TimelineEvent": TIMELINE_EVENT,
     "NoticeOut": NOTICE_OUT,
     "DeadlineOut": DEADLINE_OUT,
     "ReportPage": _object({

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .deadlines import DeadlineState, deadline_state
-from .models import Deadline, Notice, Report, ReportAction, User
+from .evidence import Event, History, timeline
+from .models import Deadline, Notice, Report, ReportAction, ReportAmendment, User
 from .vocabulary import Language
 
 
@@ -58,8 +59,9 @@ def deadline_json(deadline: Deadline, now: datetime) -> dict[str, Any]:
             "basis_verified": deadline.is_basis_verified}
 
 
-def report_json(report: Report, now: datetime) -> dict[str, Any]:
-    """Everything sent, plus what the server knows (CONTRACT §5)."""
+def report_json(report: Report, now: datetime, history: History) -> dict[str, Any]:
+    """Everything sent, plus what the server knows (CONTRACT §5); `history` from
+    evidence.histories."""
     child = _compact({"sex": report.child_sex, "iin": report.child_iin,
                       "born_at": iso(report.child_born_at), "weight_g": report.child_weight_g,
                       "condition": report.child_condition})
@@ -87,7 +89,25 @@ def report_json(report: Report, now: datetime) -> dict[str, Any]:
         "notices": [notice_json(n, now) for n in report.notices],
         "deadlines": [deadline_json(d, now)
                       for d in sorted(report.deadlines, key=lambda d: (d.due_at, d.rule))],
+        "clock_gap_seconds": round((report.received_at - report.filed_at).total_seconds()),
+        "amendments": [amendment_json(a) for a in report.amendments],
+        "timeline": [event_json(e) for e in timeline(report, history)],
     }
+
+
+def amendment_json(amendment: ReportAmendment) -> dict[str, Any]:
+    """A correction: who, when, why, and each field's value before and after."""
+    return {"id": amendment.id, "at": iso(amendment.created_at),
+            "by": {"name": amendment.author.name}, "reason": amendment.reason,
+            "changes": amendment.changes}
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """One line of a report's timeline."""
+    return {"at": iso(event.at), "event": event.event,
+            "actor": {"name": event.actor} if event.actor is not None else None,
+            "detail": {k: iso(v) if isinstance(v, datetime) else v
+                       for k, v in event.data.items()}}
 
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:

@@ -185,9 +185,11 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
     )
     notices = open_notices(report, plan.routes, plan.rules, plan.calendar, now)
     kinds = {n.agency.kind for n in notices}
-    _start_report_deadlines(report, plan.rules, plan.calendar,
-                            has_guardianship=AgencyKind.GUARDIANSHIP in kinds,
-                            has_police=AgencyKind.POLICE in kinds)
+    start_report_deadlines(
+        report, plan.rules, plan.calendar,
+        guardianship_notified_at=(report.reported_at if AgencyKind.GUARDIANSHIP in kinds
+                                  else None),
+        police_notified_at=report.received_at if AgencyKind.POLICE in kinds else None)
     alerted = [d for n in notices for d in alerts.deliveries_for(
         plan.subscribers[n.agency.id], n, DeliveryKind.NOTICE, now)]
     insert_new(session, [report, *notices, *report.deadlines, *alerted])
@@ -199,19 +201,19 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
     return report
 
 
-def _start_report_deadlines(report: Report, rules: dict[str, Rule], calendar: Calendar, *,
-                            has_guardianship: bool, has_police: bool) -> None:
+def start_report_deadlines(report: Report, rules: dict[str, Rule], calendar: Calendar, *,
+                           guardianship_notified_at: datetime | None,
+                           police_notified_at: datetime | None) -> None:
+    """The deadlines that run from discovery, attached to `report`: at filing, and for the
+    risk rules when an amendment adds the first risk flag."""
     for rule in rules.values():
         if rule.starts_on is not Event.DISCOVERED:
             continue
         if rule.needs_risk_flag and not report.risk_flags:
             continue
-        # Filing meets the reporting rules only when a guardianship agency was notified (a
-        # report routed nowhere reached nobody); routing to the police meets inform_police.
-        if rule.needs_risk_flag:
-            met_at = report.received_at if has_police else None
-        else:
-            met_at = report.reported_at if has_guardianship else None
+        # The reporting rules are met only when a guardianship agency was notified (a report
+        # routed nowhere reached nobody); routing to the police meets inform_police.
+        met_at = police_notified_at if rule.needs_risk_flag else guardianship_notified_at
         Deadline(report=report, report_id=report.id, rule=rule.name,
                  due_at=due_at(report.discovered_at, rule.duration, calendar),
                  met_at=met_at, basis=rule.basis, is_basis_verified=rule.is_basis_verified)

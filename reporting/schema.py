@@ -256,15 +256,24 @@ class ListOf(Field):
 
 
 class Obj(Field):
-    """A JSON object with known fields only: an unknown field is an error, not ignored."""
+    """A JSON object with known fields only: an unknown field is an error, not ignored.
+
+    `refused` names fields the object knows but never takes, each with the message that
+    says why (clearer than "Unknown field."); they are left out of the JSON Schema.
+    `is_clearable`: a field (not a nested object) sent as null or empty text is kept in the
+    cleaned value as None, meaning "clear it", instead of being left out.
+    """
 
     json_type = "object"
 
     def __init__(self, fields: Mapping[str, Field], *, name: str | None = None,
+                 refused: Mapping[str, Any] | None = None, is_clearable: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fields = dict(fields)
         self.name = name  # its name among the OpenAPI document's components
+        self.refused = dict(refused or {})
+        self.is_clearable = is_clearable
 
     def clean(self, value: Any) -> dict[str, Any]:
         """The cleaned value, or ValidationError naming every bad field."""
@@ -280,7 +289,9 @@ class Obj(Field):
         errors: Errors = {}
         cleaned: dict[str, Any] = {}
         for key in value:
-            if key not in self.fields:
+            if key in self.refused:
+                errors[f"{prefix}{key}"] = self.refused[key]
+            elif key not in self.fields:
                 errors[f"{prefix}{key}"] = _l("Unknown field.")
         for name, field in self.fields.items():
             path = f"{prefix}{name}"
@@ -288,6 +299,8 @@ class Obj(Field):
             if raw is None or raw == "":
                 if field.required:
                     errors[path] = _l("This field is required.")
+                elif self.is_clearable and name in value and not isinstance(field, Obj):
+                    cleaned[name] = None
                 continue
             try:
                 if isinstance(field, Obj):
@@ -303,10 +316,26 @@ class Obj(Field):
 
     def json_schema(self) -> dict[str, Any]:
         schema = super().json_schema() | {
-            "properties": {k: f.json_schema() for k, f in self.fields.items()},
+            "properties": {k: self._property_schema(f) for k, f in self.fields.items()},
             "additionalProperties": False,
         }
         required = [k for k, f in self.fields.items() if f.required]
         if required:
             schema["required"] = required
+        return schema
+
+    def paths(self, prefix: str = "") -> list[str]:
+        """Every field's dotted path ("child.iin"), nested objects' fields in place of them."""
+        found = []
+        for name, field in self.fields.items():
+            if isinstance(field, Obj):
+                found += field.paths(f"{prefix}{name}.")
+            else:
+                found.append(f"{prefix}{name}")
+        return found
+
+    def _property_schema(self, field: Field) -> dict[str, Any]:
+        schema = field.json_schema()
+        if self.is_clearable and not isinstance(field, Obj):
+            return {"anyOf": [schema, {"type": "null"}]}
         return schema

@@ -18,7 +18,15 @@ from reporting.access import (
     declared_access,
     is_token_authenticated,
 )
-from reporting.models import AuditEntry, Deadline, Notice, Report, ReportAction, User
+from reporting.models import (
+    AuditEntry,
+    Deadline,
+    Notice,
+    Report,
+    ReportAction,
+    ReportAmendment,
+    User,
+)
 from tests.conftest import (
     OTHER_AGENCY,
     OTHER_NURSE,
@@ -211,8 +219,11 @@ class Route:
 
 
 OFFICERS = frozenset({"officer"})
+CORRECTORS = frozenset({"reporter", "admin"})  # the facility's reporters, admins in scope
+CORRECTING = ("api.amend", "reports.correct")  # the routes that write an amendment
 # Every (endpoint, method) with an argument, in the order the matrix runs them: reads, then
-# acknowledgements, then actions (which need an acknowledged notice), then the token routes.
+# acknowledgements, then actions (which need an acknowledged notice), then corrections, then
+# the token routes.
 ROUTES = {
     ("api.show_report", "GET"): Route(200),
     ("reports.show", "GET"): Route(200),
@@ -222,6 +233,9 @@ ROUTES = {
     ("officer.acknowledge_from_inbox", "POST"): Route(303, OFFICERS),
     ("api.record_report_action", "POST"): Route(201, OFFICERS),
     ("officer.action_from_report", "POST"): Route(303, OFFICERS),
+    ("reports.correct_form", "GET"): Route(200, CORRECTORS),
+    ("api.amend", "POST"): Route(201, CORRECTORS),
+    ("reports.correct", "POST"): Route(303, CORRECTORS),
     ("officer.ack_page", "GET"): Route(200, by_token=True),
     ("officer.ack_with_token", "POST"): Route(403, by_token=True),
     ("api.acknowledge_with_ack_token", "POST"): Route(403, by_token=True),
@@ -292,12 +306,16 @@ def test_every_route_with_a_real_id_answers_in_scope_and_404_outside(app, world,
             if endpoint.startswith("api."):  # bearer token, JSON
                 body = ({"token": "made-up-token"} if route.by_token
                         else {"action": action} if endpoint.endswith("_action")
+                        else {"changes": {"notes": "corrected over the API"},
+                              "reason": "matrix"} if endpoint == "api.amend"
                         else {"note": "seen"})
                 response = app.test_client().open(url, method=method, headers=api,
                                                   json=body if method == "POST" else None)
             elif method == "POST":  # the pages' forms, in the signed-in browser
                 response = browser.post(url, data={"t": "made-up-token"} if route.by_token
-                                        else {"csrf_token": form_token, "action": action})
+                                        else {"csrf_token": form_token, "action": action,
+                                              "notes": "corrected in the form",
+                                              "reason": "matrix"})
             else:
                 response = browser.get(url)
             expected = _expected(route, person, key, agency)
@@ -308,6 +326,7 @@ def test_every_route_with_a_real_id_answers_in_scope_and_404_outside(app, world,
                 assert world.references[key] not in response.get_data(as_text=True)
     assert failures == [], "\n".join(map(str, failures))
     _only_own_agency_changed(app, world, person)
+    _only_reports_in_scope_corrected(app, world, person)
 
 
 def _only_own_agency_changed(app: Flask, world: World, person: Person) -> None:
@@ -322,6 +341,17 @@ def _only_own_agency_changed(app: Flask, world: World, person: Person) -> None:
         user_id = session.scalars(select(User.id).where(User.email == person.email)).one()
     assert acknowledged == dict.fromkeys(own, user_id)
     assert actions == sorted([(key, person.email) for key, _ in own] * 2)  # API and form
+
+
+def _only_reports_in_scope_corrected(app: Flask, world: World, person: Person) -> None:
+    """Corrected: exactly the reports in the person's scope, once by each route that
+    corrects, and only by those who may correct."""
+    with app.extensions["besik.db"].reading() as session:
+        corrected = sorted((world.report_key(a.report_id), a.author.email)
+                           for a in session.scalars(select(ReportAmendment)))
+    routes = [route for (endpoint, _), route in ROUTES.items() if endpoint in CORRECTING]
+    times = sum(1 for route in routes if person.role in route.roles)
+    assert corrected == sorted([(key, person.email) for key in person.sees] * times)
 
 
 # --- An officer of another agency, through the pages: 404, and nothing changes --------------

@@ -23,7 +23,8 @@ AWKWARD = ["\x00", "\ud800", "a\r\nb", "", " ", "2026-11-29T10:15:00+05:00",
            True, None, [], {}]
 KEYS = ["id", "circumstance", "discovered_at", "filed_at", "reference", "child", "mother",
         "risk_flags", "notes", "note", "action", "token", "count", "device_id",
-        "outbox_depth", "oldest_unsent_at", "endpoint", "expirationTime", "keys"]
+        "outbox_depth", "oldest_unsent_at", "endpoint", "expirationTime", "keys", "changes",
+        "reason"]
 NESTED_KEYS = ["sex", "iin", "born_at", "weight_g", "condition", "full_name", "birth_date",
                "citizenship", "phone", "address", "p256dh", "auth"]
 LEAF = st.sampled_from(AWKWARD) | st.none() | st.booleans() | st.integers() | st.floats(
@@ -112,6 +113,15 @@ def _valid_bodies(report_id: str) -> dict[str, dict]:
                                         "phone": "+77010000000", "address": "x"},
                                 risk_flags=["payment_suspected"], notes="n",
                                 filed_at="2026-11-29T10:16:30+05:00"),
+        "/amendments": {"changes": {"child": {"iin": "250115601231",
+                                              "born_at": "2026-11-28T22:40:00+05:00",
+                                              "weight_g": 3000, "condition": "stable"},
+                                    "mother": {"iin": "851231300124", "full_name": "A B",
+                                               "birth_date": "1985-12-31",
+                                               "citizenship": "KZ", "phone": "+77010000000",
+                                               "address": "x"},
+                                    "risk_flags": ["payment_suspected"], "notes": "n"},
+                        "reason": "a correction"},
         "/acknowledge": {"note": "on it"},
         "/actions": {"action": "examined", "note": "n"},
         "/ack": {"token": "x" * 20},
@@ -147,9 +157,11 @@ def test_every_field_of_every_operation_takes_every_awkward_value_without_a_500(
     """Exhaustive where the random search above is sparse: one field at a time."""
     report = client.post("/api/v1/reports", json=report_body(), headers=nurse).get_json()
     notice = report["notices"][0]["id"]
-    roles = {"/reports": nurse, "/references/reserve": nurse, "/devices/heartbeat": nurse}
+    roles = {"/reports": nurse, "/references/reserve": nurse, "/devices/heartbeat": nurse,
+             "/amendments": nurse}
     officer = bearer(app, "officer@besik.example")
     urls = {"/reports": "/api/v1/reports",
+            "/amendments": f"/api/v1/reports/{report['id']}/amendments",
             "/acknowledge": f"/api/v1/reports/{report['id']}/acknowledge",
             "/actions": f"/api/v1/reports/{report['id']}/actions",
             "/ack": f"/api/v1/notices/{notice}/ack",

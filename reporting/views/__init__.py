@@ -7,6 +7,7 @@ caller's scope (outside it: 404).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import BadRequest
 
-from .. import clock, exports
+from .. import clock, evidence, exports
 from ..access import visible_reports
 from ..acknowledgements import notice_for_officer
 from ..compliance import Scope, default_period, region_of
@@ -30,6 +31,7 @@ from ..errors import (
     ValidationError,
 )
 from ..models import Notice, Report, User
+from ..present import report_json
 from ..reports import Filed, already_filed, file_report, plan_filing
 from ..schema import Obj
 
@@ -104,6 +106,14 @@ def report_in_scope(report_id: str) -> Report:
     if report is None:
         raise NotFoundError()
     return report
+
+
+def reports_as_json(reports: Sequence[Report], now: datetime) -> list[dict[str, Any]]:
+    """Reports as the API shows them, with their timelines (what those read beyond the
+    reports themselves is read for all of them at once)."""
+    with reading() as session:
+        found = evidence.histories(session, reports)
+    return [report_json(report, now, found[report.id]) for report in reports]
 
 
 def officers_report_and_notice(report_id: str) -> tuple[Report, Notice]:

@@ -32,10 +32,12 @@ from .. import (
 from ..access import PUBLIC, SIGNED_IN, allow, token_authenticated, visible_reports
 from ..acknowledgements import acknowledge, acknowledge_with_token
 from ..actions import record_action
+from ..amendments import AMENDING_ROLES, amend_report, clean_amendment
 from ..auth import viewing_session
 from ..bodies import (
     ACK_TOKEN,
     ACTION,
+    AMENDMENT,
     AUDIT_QUERY,
     COMPLIANCE_QUERY,
     DIGEST_QUERY,
@@ -61,7 +63,7 @@ from ..errors import (
 )
 from ..models import Notice, PushSubscription, Report, ReportState, Role
 from ..openapi import openapi_document, operation
-from ..present import action_json, iso, me_json, notice_json, report_json
+from ..present import action_json, amendment_json, iso, me_json, notice_json
 from ..reports import clean_report
 from ..vocabulary import AckChannel, DeliveryKind, ReportFilter
 from . import (
@@ -70,6 +72,7 @@ from . import (
     json_body,
     officers_report_and_notice,
     report_in_scope,
+    reports_as_json,
     streamed_export,
     validated,
     validated_query,
@@ -126,7 +129,8 @@ def file() -> Any:
     """File a report; idempotent on its id."""
     now = clock.now()
     filed = file_and_commit(current_user, clean_report(json_body(), now), now)
-    return jsonify(report_json(filed.report, now)), 201 if filed.is_new else 200
+    (body,) = reports_as_json([filed.report], now)
+    return jsonify(body), 201 if filed.is_new else 200
 
 
 @bp.get("/reports")
@@ -151,7 +155,7 @@ def list_reports() -> Any:
                                .limit(limit + 1)).all()
         page = rows[:limit]
         next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-        body = jsonify(items=[report_json(r, now) for r in page], next_cursor=next_cursor)
+        body = jsonify(items=reports_as_json(page, now), next_cursor=next_cursor)
         new = viewing.unseen(session, viewing_session(), [r.id for r in page])
     if new:
         with writing() as session:
@@ -192,7 +196,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 def show_report(report_id: str) -> Any:
     """One report in the caller's scope; outside it, 404 (no existence leak). Audited."""
     now = clock.now()
-    body = jsonify(report_json(report_in_scope(report_id), now))
+    (report,) = reports_as_json([report_in_scope(report_id)], now)
+    body = jsonify(report)
     with writing() as session:
         viewing.record_view(session, current_user.id, report_id, "api", now)
     return body
@@ -413,6 +418,21 @@ def record_report_action(report_id: str) -> Any:
         row = record_action(session, notice.id, current_user, data["action"],
                             data.get("note"), clock.now())
         return jsonify(action_json(row)), 201
+
+
+@bp.post("/reports/<report_id>/amendments")
+@allow(*AMENDING_ROLES)
+@operation("Correct a report; each field's value before and after is kept", body=AMENDMENT,
+           status=201, returns="AmendmentOut")
+def amend(report_id: str) -> Any:
+    """Correct a report of the caller's facility (an admin: in their scope); adding the first
+    risk flag routes it to the police."""
+    report = report_in_scope(report_id)
+    data = clean_amendment(json_body())
+    with writing() as session:
+        amendment = amend_report(session, report.id, current_user, data["changes"],
+                                 data["reason"], clock.now())
+        return jsonify(amendment_json(amendment)), 201
 
 
 @bp.post("/notices/<notice_id>/ack")

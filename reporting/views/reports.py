@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, url_for
@@ -13,6 +13,8 @@ from .. import clock, evidence, labels, viewing
 from ..access import SIGNED_IN, allow
 from ..acknowledgements import notice_for_officer
 from ..actions import ACTIONS_OF
+from ..amendments import AMENDING_ROLES, amend_report, clean_amendment, column_of
+from ..bodies import CORRECTABLE
 from ..db import reading, writing
 from ..deadlines import ALMATY, exact_seconds, to_local
 from ..errors import Fields, ReportIdConflictError, ValidationError, refusal_of
@@ -121,14 +123,110 @@ def show(report_id: str) -> Any:
 def report_page(report: Report, errors: Fields | None = None, status: int = 200) -> Any:
     """The report page (with an officer's action form and its errors, if any)."""
     officer_notice = None
-    if current_user.role is Role.OFFICER:
-        with reading() as session:
+    with reading() as session:
+        if current_user.role is Role.OFFICER:
             officer_notice = notice_for_officer(session, report, current_user)
+        history = evidence.histories(session, [report])[report.id]
     actions = ACTIONS_OF[officer_notice.agency.kind] if officer_notice else ()
     return render_template("reports/show.html", report=report,
-                           view=report_json(report, clock.now()), officer_notice=officer_notice,
-                           actions=actions, errors=errors or {},
-                           is_receipt=request.args.get("filed") == "1"), status
+                           view=report_json(report, clock.now(), history),
+                           timeline=evidence.timeline(report, history),
+                           officer_notice=officer_notice, actions=actions, errors=errors or {},
+                           can_correct=current_user.role in AMENDING_ROLES,
+                           is_receipt=request.args.get("filed") == "1",
+                           is_corrected=request.args.get("corrected") == "1"), status
+
+
+# --- correcting a report (an amendment), from a plain form --------------------------------
+
+
+def correction_values(report: Report) -> dict[str, Any]:
+    """The correction form's fields, filled with the report's values as the form shows them."""
+    return {path: _form_value(getattr(report, column_of(path))) for path in CORRECTABLE.paths()}
+
+
+def _form_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):  # <input type=datetime-local>: Kazakhstan time
+        return to_local(value).strftime("%Y-%m-%dT%H:%M")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return str(value)
+
+
+def form_to_amendment(form: MultiDict[str, str], shown: dict[str, Any]) -> dict[str, Any]:
+    """The correction form as the API's amendment body: only the fields the person changed
+    from what the form showed; an emptied field clears it, one not posted stays as it is."""
+    changes: dict[str, Any] = {}
+    for path, before in shown.items():
+        if path not in form:
+            continue
+        value: Any
+        if isinstance(before, list):
+            # The form posts an empty risk_flags first, so that unticking every box is seen.
+            value = [flag for flag in form.getlist(path) if flag]
+            if sorted(value) == sorted(before):
+                continue
+        else:
+            value = form.get(path, "").strip()
+            if value == before:
+                continue
+            value = _from_form(path, value)
+        head, _, tail = path.partition(".")
+        if tail:
+            changes.setdefault(head, {})[tail] = value
+        else:
+            changes[head] = value
+    return {"changes": changes, "reason": form.get("reason", "")}
+
+
+def _from_form(path: str, value: str) -> Any:
+    if not value:
+        return None
+    if path in LOCAL_TIME_FIELDS:
+        return _local_to_iso(value)
+    if path == "child.weight_g" and value.isdigit():
+        return int(value)
+    return value
+
+
+def _correction_page(report: Report, values: dict[str, Any], errors: Fields,
+                     status: int = 200) -> Any:
+    return render_template("reports/correct.html", report=report, values=values,
+                           errors=errors, risk_flags=RiskFlag), status
+
+
+@bp.get("/reports/<report_id>/correct")
+@allow(*AMENDING_ROLES)
+def correct_form(report_id: str) -> Any:
+    """The correction form, filled with the report's values."""
+    report = report_in_scope(report_id)
+    return _correction_page(report, correction_values(report) | {"reason": ""}, {})
+
+
+@bp.post("/reports/<report_id>/correct")
+@allow(*AMENDING_ROLES)
+def correct(report_id: str) -> Any:
+    """Save a correction from the plain form post (validated as the API's body is)."""
+    report = report_in_scope(report_id)
+    shown = correction_values(report)
+    try:
+        data = clean_amendment(form_to_amendment(request.form, shown))
+        with writing() as session:
+            amend_report(session, report.id, current_user, data["changes"], data["reason"],
+                         clock.now())
+    except ValidationError as exc:
+        posted = {path: ([f for f in request.form.getlist(path) if f]
+                         if isinstance(before, list) else request.form.get(path, ""))
+                  for path, before in shown.items() if path in request.form}
+        errors = {path.removeprefix("changes."): message
+                  for path, message in exc.fields.items()}
+        return _correction_page(report, shown | posted | {"reason": request.form.get(
+            "reason", "")}, errors, 422)
+    return redirect(url_for("reports.show", report_id=report.id, corrected=1), 303)
 
 
 @bp.get("/reports/<report_id>/evidence")
@@ -140,7 +238,7 @@ def evidence_record(report_id: str) -> Any:
     with reading() as session:
         record = evidence.gather(session, report)
         page = render_template("reports/evidence.html", record=record, report=report,
-                               view=report_json(report, now), printed_at=now)
+                               view=report_json(report, now, record.history), printed_at=now)
     with writing() as session:
         viewing.record_view(session, current_user.id, report_id, "evidence", now)
     return page
