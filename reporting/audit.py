@@ -43,6 +43,12 @@ _MOVE_HEAD = (update(_HEAD).where(_HEAD.c.id == 1)
               .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
 
 
+def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{field: {"from", "to"}} for each field whose value differs: an entry's before/after."""
+    return {k: {"from": before.get(k), "to": v} for k, v in after.items()
+            if before.get(k) != v}
+
+
 @dataclass(frozen=True)
 class Entry:
     """One state change to append: a tag such as "report:filed", who, about what."""

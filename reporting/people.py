@@ -22,7 +22,7 @@ from .accounts import end_sessions, find_user, revoke_tokens
 from .errors import NotFoundError, ValidationError
 from .models import Agency, ApiToken, District, Facility, Region, Role, User
 from .passwords import hash_password
-from .places import Actor
+from .places import Actor, scoped
 
 # Four groups of five letters and digits without look-alikes (0/O, 1/l/I): ~100 bits, read
 # aloud or typed from a note once.
@@ -71,19 +71,6 @@ def listing(session: Session, scope_region_id: int | None) -> list[User]:
     return list(session.scalars(query))
 
 
-def _place(session: Session, model: Any, code: str | None, field: str,
-           scope_region_id: int | None) -> Any:
-    if not code:
-        return None
-    place = session.scalars(select(model).where(model.code == code)).first()
-    region = None if place is None else (
-        place.district.region_id if isinstance(place, Facility)
-        else place.region_id if isinstance(place, Agency) else place.id)
-    if place is None or (scope_region_id is not None and region != scope_region_id):
-        raise ValidationError({field: _l("No such code: %(code)s.", code=code)})
-    return place
-
-
 @dataclass(frozen=True)
 class Belonging:
     """Where a person works, checked against their role and the admin's scope."""
@@ -97,9 +84,9 @@ class Belonging:
 
 def _belonging(session: Session, data: dict[str, Any], actor: Actor) -> Belonging:
     role = Role(str(data["role"]))
-    facility = _place(session, Facility, data.get("facility"), "facility", actor.region_id)
-    agency = _place(session, Agency, data.get("agency"), "agency", actor.region_id)
-    region = _place(session, Region, data.get("region"), "region", actor.region_id)
+    facility = scoped(session, Facility, data.get("facility"), "facility", actor.region_id)
+    agency = scoped(session, Agency, data.get("agency"), "agency", actor.region_id)
+    region = scoped(session, Region, data.get("region"), "region", actor.region_id)
     errors: dict[str, Any] = {}
     if role is Role.REPORTER and facility is None:
         errors["facility"] = _l("A reporter belongs to a facility.")
@@ -123,11 +110,6 @@ def _snapshot(user: User) -> dict[str, Any]:
             "is_head": user.is_head, "is_active": user.is_active}
 
 
-def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    return {k: {"from": before.get(k), "to": v} for k, v in after.items()
-            if before.get(k) != v}
-
-
 def create(session: Session, data: dict[str, Any], actor: Actor, now: datetime
            ) -> tuple[User, str]:
     """A new account and its one-time password (shown once, stored only as a hash)."""
@@ -144,7 +126,7 @@ def create(session: Session, data: dict[str, Any], actor: Actor, now: datetime
     session.add(user)
     session.flush()
     audit.record(session, "user:created", actor_id=actor.user_id, subject=f"user:{user.id}",
-                 data={"email": email, "changes": _changes({}, _snapshot(user))}, now=now)
+                 data={"email": email, "changes": audit.changes({}, _snapshot(user))}, now=now)
     return user, password
 
 
@@ -157,7 +139,7 @@ def change(session: Session, user: User, data: dict[str, Any], actor: Actor,
     user.facility, user.agency, user.region = (belonging.facility, belonging.agency,
                                                belonging.region)
     session.flush()
-    changes = _changes(before, _snapshot(user))
+    changes = audit.changes(before, _snapshot(user))
     if changes:
         if "role" in changes or "facility" in changes or "agency" in changes:
             end_sessions(session, user.id)  # what they may see changed: sign in again

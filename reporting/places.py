@@ -109,9 +109,12 @@ def find(session: Session, model: Any, code: str, scope_region_id: int | None) -
     return in_scope(found, scope_region_id)
 
 
-def _scoped(session: Session, model: Any, code: str, field: str,
-            scope_region_id: int | None) -> Any:
-    """A place named in a form: an unknown code or one outside scope is the field's error."""
+def scoped(session: Session, model: Any, code: str | None, field: str,
+           scope_region_id: int | None) -> Any:
+    """A place named in a form (None when none is named): an unknown code, or one outside
+    the admin's region, is that field's error."""
+    if not code:
+        return None
     place = _one(session, model, code, field)
     if scope_region_id is not None and _region_of(place) != scope_region_id:
         raise ValidationError({field: _l("No such code: %(code)s.", code=code)})
@@ -146,8 +149,7 @@ def _plain(value: Any) -> Any:
 
 def _audit_change(session: Session, tag: str, place: Any, before: dict[str, Any],
                   after: dict[str, Any], actor: Actor, now: datetime) -> None:
-    changes = {k: {"from": before.get(k), "to": v} for k, v in after.items()
-               if before.get(k) != v}
+    changes = audit.changes(before, after)
     if changes:
         audit.record(session, tag, actor_id=actor.user_id, subject=f"{tag.split(':')[0]}:"
                      f"{place.code}", data={"changes": changes}, now=now)
@@ -161,7 +163,7 @@ AGENCY_FIELDS = ("name", "kind", "district", "region", "phone", "is_active")
 def create_district(session: Session, data: dict[str, Any], actor: Actor,
                     now: datetime) -> District:
     """A new district in a region (data: code, name, region)."""
-    region = _scoped(session, Region, data["region"], "region", actor.region_id)
+    region = scoped(session, Region, data["region"], "region", actor.region_id)
     _free_code(session, District, data["code"])
     district = District(code=data["code"], name=data["name"], region=region)
     session.add(district)
@@ -185,7 +187,7 @@ def change_district(session: Session, district: District, data: dict[str, Any], 
 def create_facility(session: Session, data: dict[str, Any], actor: Actor,
                     now: datetime) -> Facility:
     """A new facility in a district (data: code, name, kind, district)."""
-    district = _scoped(session, District, data["district"], "district", actor.region_id)
+    district = scoped(session, District, data["district"], "district", actor.region_id)
     _free_code(session, Facility, data["code"])
     facility = Facility(code=data["code"], name=data["name"], kind=str(data["kind"]),
                         district=district)
@@ -201,7 +203,7 @@ def change_facility(session: Session, facility: Facility, data: dict[str, Any], 
     """Rename, re-kind, move or (de)activate a facility (data: name, kind, district,
     is_active). Its reports keep the district they were routed by."""
     before = _snapshot(facility, FACILITY_FIELDS)
-    facility.district = _scoped(session, District, data["district"], "district",
+    facility.district = scoped(session, District, data["district"], "district",
                                 actor.region_id)
     facility.name, facility.kind = data["name"], str(data["kind"])
     facility.is_active = data["is_active"]
@@ -217,9 +219,9 @@ def _jurisdiction(session: Session, data: dict[str, Any], actor: Actor
     if bool(data.get("district")) == bool(data.get("region")):
         raise ValidationError({"district": _l("Choose a district or a region, not both.")})
     if data.get("district"):
-        district = _scoped(session, District, data["district"], "district", actor.region_id)
+        district = scoped(session, District, data["district"], "district", actor.region_id)
         return district.region, district
-    return _scoped(session, Region, data["region"], "region", actor.region_id), None
+    return scoped(session, Region, data["region"], "region", actor.region_id), None
 
 
 def create_agency(session: Session, data: dict[str, Any], actor: Actor,

@@ -33,7 +33,7 @@ from ..errors import (
 from ..models import Notice, Report, User
 from ..present import report_json
 from ..reports import Filed, already_filed, file_report, plan_filing
-from ..schema import Obj
+from ..schema import Flag, Obj
 
 # No request of this API nests deeper than a few levels; a body nested thousands deep would
 # exhaust the parser's recursion (a 500) before any schema could refuse it.
@@ -124,6 +124,16 @@ def officers_report_and_notice(report_id: str) -> tuple[Report, Notice]:
     if notice is None:
         raise NotFoundError()
     return report, notice
+
+
+def posted(schema: Obj) -> dict[str, Any]:
+    """A posted form as `schema`'s input: the fields it names (not the CSRF token), and each
+    checkbox (a Flag) that the browser left out, because it was unticked, as false."""
+    data: dict[str, Any] = {k: v for k, v in request.form.items() if k in schema.fields}
+    for name, field in schema.fields.items():
+        if isinstance(field, Flag) and name not in request.form:
+            data[name] = False
+    return data
 
 
 def compliance_scope(args: dict[str, Any], now: datetime) -> Scope:

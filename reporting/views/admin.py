@@ -32,7 +32,7 @@ from ..errors import NotFoundError, ValidationError
 from ..models import Agency, District, Facility, Region, Role
 from ..schema import Obj
 from ..vocabulary import AgencyKind, ExportFormat, FacilityKind, Language
-from . import compliance_scope, streamed_export
+from . import compliance_scope, posted, streamed_export
 
 bp = Blueprint("admin", __name__)
 
@@ -158,14 +158,6 @@ def _place_kind() -> tuple[str, PlaceKind]:
     return name, PLACE_KINDS[name]
 
 
-def _form_data(schema: Obj) -> dict[str, Any]:
-    """A posted form as its schema's input: a checkbox absent from the post is false."""
-    data: dict[str, Any] = {k: v for k, v in request.form.items() if k in schema.fields}
-    if "is_active" in schema.fields:
-        data["is_active"] = "is_active" in request.form
-    return data
-
-
 def _actor() -> places.Actor:
     return places.Actor(current_user.id, current_user.region_id)
 
@@ -182,7 +174,7 @@ def places_page() -> Any:
 def add_place() -> Any:
     """Add a district, facility or agency (all of it validated before anything is saved)."""
     name, kind = _place_kind()
-    data = _form_data(kind.new)
+    data = posted(kind.new)
     try:
         cleaned = kind.new.clean(data)
         with writing() as session:
@@ -218,7 +210,7 @@ def edit_place_page() -> Any:
 def edit_place() -> Any:
     """Save one place's form: a new name, kind, jurisdiction, phone or deactivation."""
     name, kind = _place_kind()
-    data = _form_data(kind.change)
+    data = posted(kind.change)
     code = request.form.get("code", "")
     try:
         cleaned = kind.change.clean(data)
@@ -260,17 +252,11 @@ def _render_users(errors: dict[str, Any], posted: dict[str, Any], status: int) -
                                errors=errors, posted=posted, roles=Role.labels()), status
 
 
-def _user_form(schema: Obj) -> dict[str, Any]:
-    data: dict[str, Any] = {k: v for k, v in request.form.items() if k in schema.fields}
-    data["is_head"] = "is_head" in request.form
-    return data
-
-
 @bp.post("/admin/users")
 @allow(Role.ADMIN)
 def add_user() -> Any:
     """A new account; its one-time password is shown once, here, and never again."""
-    data = _user_form(USER_NEW)
+    data = posted(USER_NEW)
     try:
         cleaned = USER_NEW.clean(data)
         with writing() as session:
@@ -313,7 +299,7 @@ def _render_user(session: Any, user: Any, values: dict[str, Any], errors: dict[s
 @allow(Role.ADMIN)
 def edit_user() -> Any:
     """Save a person's name, role, facility, agency, region or head flag."""
-    data = _user_form(USER_CHANGE)
+    data = posted(USER_CHANGE)
     try:
         cleaned = USER_CHANGE.clean(data)
         with writing() as session:

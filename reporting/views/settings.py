@@ -25,6 +25,7 @@ from ..models import Role
 from ..policy import change_rule, history, latest_version, rules_of
 from ..schema import Obj
 from ..workdays import WORKING, overrides_in, set_day, unset_day, year_of
+from . import posted
 
 bp = Blueprint("settings", __name__)
 A_MONDAY = date(2024, 1, 1)  # any Monday: the calendar's weeks start on Monday
@@ -38,11 +39,6 @@ def _may_change() -> bool:
 def _national_admin_only() -> None:
     if not _may_change():
         raise ForbiddenError()
-
-
-def _posted(schema: Obj) -> dict[str, str]:
-    """The form's fields that `schema` knows (the CSRF token and strays left out)."""
-    return {name: value for name, value in request.form.items() if name in schema.fields}
 
 
 # --- The deadline policy ------------------------------------------------------------------
@@ -61,7 +57,7 @@ def policy_page() -> Any:
 def change_policy() -> Any:
     """Save one rule's form: a new policy version (or nothing, when nothing changed)."""
     _national_admin_only()
-    form = _posted(POLICY_RULE)
+    form = posted(POLICY_RULE)
     try:
         data = POLICY_RULE.clean(form)
         with writing() as session:
@@ -110,7 +106,7 @@ def change_calendar() -> Any:
     """Make a day a working day or a day off, with the reason (the form's reason is required;
     `flask calendar set` may go without)."""
     _national_admin_only()
-    form = _posted(CALENDAR_DAY)
+    form = posted(CALENDAR_DAY)
     try:
         data = CALENDAR_DAY.clean(form)
         with writing() as session:
@@ -126,7 +122,7 @@ def change_calendar() -> Any:
 def remove_calendar_override() -> Any:
     """Remove a day's override: the holidays library's answer counts again."""
     _national_admin_only()
-    form = _posted(CALENDAR_UNSET)
+    form = posted(CALENDAR_UNSET)
     try:
         data = CALENDAR_UNSET.clean(form)
         with writing() as session:
