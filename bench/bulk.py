@@ -227,7 +227,8 @@ REPORT_COLUMNS = ("id", "reference", "facility_id", "district_id", "reporter_id"
                   "policy_version_id",
                   "circumstance", "discovered_at", "filed_at", "received_at", "reported_at",
                   "child_sex", "child_weight_g", "child_condition", "risk_flags", "warnings",
-                  "content_hash", "state")
+                  "content_hash", "state", "guardianship_due_at",
+                  "guardianship_statutory_due_at", "guardianship_reported_at")
 NOTICE_COLUMNS = ("id", "report_id", "agency_id", "is_fallback", "sent_at", "ack_due_at",
                   "acknowledged_at", "acknowledged_by_id", "ack_channel", "escalation_level",
                   "examine_reminded_at")
@@ -328,10 +329,13 @@ class Generator:
         guardianship = self._notice(batch, report_id, place.guardianship, received, True)
         police = (self._notice(batch, report_id, place.police, received, False)
                   if risk and place.police else None)
-        self._deadline(batch, report_id, None, "report_to_guardianship",
-                       self.policy.due["report_to_guardianship"](discovered), reported)
-        self._deadline(batch, report_id, None, "report_to_guardianship_statutory",
-                       self.policy.due["report_to_guardianship_statutory"](discovered), reported)
+        # Met when a guardianship agency was told, as filing does; the report carries a copy.
+        told = reported if guardianship is not None else None
+        target = self.policy.due["report_to_guardianship"](discovered)
+        statutory = self.policy.due["report_to_guardianship_statutory"](discovered)
+        self._deadline(batch, report_id, None, "report_to_guardianship", target, told)
+        self._deadline(batch, report_id, None, "report_to_guardianship_statutory", statutory,
+                       told)
         if risk:
             self._deadline(batch, report_id, None, "inform_police",
                            self.policy.due["inform_police"](discovered),
@@ -347,7 +351,8 @@ class Generator:
             self.policy.version_id, rng.choice(CIRCUMSTANCES), enc.moment(discovered),
             enc.moment(filed), enc.moment(received), enc.moment(reported), rng.choice(SEXES),
             rng.randrange(1800, 4500), "stable", _json(risk), "[]",
-            uuid.UUID(int=rng.getrandbits(128)).hex * 2, state))
+            uuid.UUID(int=rng.getrandbits(128)).hex * 2, state, enc.moment(target),
+            enc.moment(statutory), enc.maybe(told)))
 
     def _clocks(self, received: int) -> tuple[int, int, int]:
         """(filed_at, reported_at, discovered_at) for a report received at `received`."""

@@ -10,7 +10,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    CTE,
     ColumnElement,
     Float,
     Select,
@@ -28,7 +27,6 @@ from sqlalchemy.sql.functions import FunctionElement
 from .deadlines import start_of_local_day, to_local
 from .models import Agency, Deadline, District, Facility, Notice, Region, Report
 
-INTERNAL, STATUTORY = "report_to_guardianship", "report_to_guardianship_statutory"
 DEFAULT_PERIOD_DAYS = 30
 # How many of the oldest open deadlines a region's overdue list is looked for among first.
 OVERDUE_LOOKAHEAD = 10_000
@@ -83,9 +81,9 @@ def _in_region(query: Select, district: Any, scope: Scope) -> Select:
         district.region_id == scope.region_id)
 
 
-def _late(deadline: Any, now: datetime) -> ColumnElement[bool]:
-    return or_(deadline.met_at > deadline.due_at,
-               and_(deadline.met_at.is_(None), deadline.due_at < now))
+def _late(met_at: Any, due_at: Any, now: datetime) -> ColumnElement[bool]:
+    """Met after it fell due, or not met and past due now."""
+    return or_(met_at > due_at, and_(met_at.is_(None), due_at < now))
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -97,59 +95,45 @@ def _or_zero(column: Any) -> ColumnElement[int]:
     return func.coalesce(column, 0)
 
 
-def _period_reports(scope: Scope) -> CTE:
-    """Reports received in the period from facilities in scope, with the minutes from
-    discovery to filing: read once, for the counts and for the medians.
-
-    The whole country reads one range of ix_reports_received_at (a period's rows were
-    written together, so they lie together); a region reads one range of
-    ix_reports_facility_id_received_at per facility of the region, never the country's."""
-    query = (select(Report.id, Report.facility_id,
-                    minutes_between(Report.reported_at, Report.discovered_at).label("value"))
+def _period_reports(scope: Scope, now: datetime) -> Select:
+    """The reports received in the period from facilities in scope (key: the facility),
+    each with its reporting outcome (the report's copy of its two reporting deadlines) and
+    its minutes from discovery to filing (value): from ix_reports_received_at_outcome alone
+    (a region: one range of ix_reports_facility_id_received_at_outcome per facility)."""
+    reported = Report.guardianship_reported_at
+    target, statutory = Report.guardianship_due_at, Report.guardianship_statutory_due_at
+    query = (select(Report.facility_id.label("key"),
+                    minutes_between(Report.reported_at, Report.discovered_at).label("value"),
+                    (reported <= target).label("on_time"),
+                    _late(reported, target, now).label("late"),
+                    (reported <= statutory).label("on_time_statutory"),
+                    _late(reported, statutory, now).label("late_statutory"))
              .where(Report.received_at >= scope.starts_at, Report.received_at < scope.ends_at))
     if scope.region_id is not None:
         query = query.where(Report.facility_id.in_(
             select(Facility.id).join(District, District.id == Facility.district_id)
             .where(District.region_id == scope.region_id)))
-    return query.cte("period_reports")
+    return query
 
 
 def facilities(session: Session, scope: Scope, now: datetime) -> list[dict[str, Any]]:
-    """Per facility in scope: reports received in the period and their reporting deadlines.
+    """Per facility in scope: reports received in the period, on time or late against the
+    internal target and the statutory bound, and the median minutes from discovery to filing.
 
-    The period's reports are counted per facility first, each joined to its two reporting
-    deadlines through ix_deadlines_report_id_rule (whose due_at and met_at answer without
-    reading the table); only then are the facilities joined, so a facility's whole history
-    is never read."""
-    period = _period_reports(scope)
-    reports = (select(period.c.facility_id, func.count().label("reports"))
-               .group_by(period.c.facility_id).subquery("reports"))
-    # Both reporting deadlines of a report sit side by side in ix_deadlines_report_id_rule:
-    # one join reaches them (a report has one deadline of each rule, made at filing).
-    internal, statutory = Deadline.rule == INTERNAL, Deadline.rule == STATUTORY
-    met_in_time = Deadline.met_at <= Deadline.due_at
-    deadlines = (
-        select(period.c.facility_id,
-               _count_if(and_(internal, met_in_time)).label("on_time"),
-               _count_if(and_(internal, _late(Deadline, now))).label("late"),
-               _count_if(and_(statutory, met_in_time)).label("on_time_statutory"),
-               _count_if(and_(statutory, _late(Deadline, now))).label("late_statutory"))
-        .join(Deadline, and_(Deadline.report_id == period.c.id,
-                             Deadline.rule.in_([INTERNAL, STATUTORY])))
-        .group_by(period.c.facility_id).subquery("deadlines"))
-    medians = _percentiles_by_key(select(period.c.facility_id.label("key"), period.c.value))
+    The period's reports are summed up per facility first (one pass); only then are the
+    facilities joined, so a facility's whole history is never read."""
+    figures = _by_key(_period_reports(scope, now),
+                      ("on_time", "late", "on_time_statutory", "late_statutory"))
     query = (
         select(Facility.code, Facility.name,
-               _or_zero(reports.c.reports).label("reports"),
-               _or_zero(deadlines.c.on_time).label("on_time"),
-               _or_zero(deadlines.c.late).label("late"),
-               _or_zero(deadlines.c.on_time_statutory).label("on_time_statutory"),
-               _or_zero(deadlines.c.late_statutory).label("late_statutory"),
-               medians.c.median)
+               _or_zero(figures.c.rows).label("reports"),
+               _or_zero(figures.c.on_time).label("on_time"),
+               _or_zero(figures.c.late).label("late"),
+               _or_zero(figures.c.on_time_statutory).label("on_time_statutory"),
+               _or_zero(figures.c.late_statutory).label("late_statutory"),
+               figures.c.median)
         .join(District, District.id == Facility.district_id)
-        .outerjoin(reports, reports.c.facility_id == Facility.id)
-        .outerjoin(deadlines, deadlines.c.facility_id == Facility.id)
-        .outerjoin(medians, medians.c.key == Facility.id)
+        .outerjoin(figures, figures.c.key == Facility.id)
         .order_by(Facility.code))
     rows = session.execute(_in_region(query, District, scope)).all()
     return [{"code": r.code, "name": r.name, "reports": r.reports, "on_time": r.on_time,
@@ -168,41 +152,33 @@ def _agencies_in(scope: Scope) -> Select:
         Agency.region_id == scope.region_id)
 
 
-def _period_notices(scope: Scope) -> CTE:
-    """Notices sent in the period to agencies in scope: one range of
-    ix_notices_agency_id_sent_at per agency, which holds every column asked for here (the
-    table is not read)."""
-    return (select(Notice.agency_id, Notice.sent_at, Notice.acknowledged_at, Notice.ack_due_at,
-                   Notice.escalation_level)
+def _period_notices(scope: Scope, now: datetime) -> Select:
+    """Notices sent in the period to agencies in scope (key: the agency), each with its
+    minutes to acknowledge (value; None while unacknowledged) and what became of it: one
+    range of ix_notices_agency_id_sent_at per agency, which holds every column asked for
+    here (the table is not read)."""
+    acknowledged = Notice.acknowledged_at.is_not(None)
+    return (select(Notice.agency_id.label("key"),
+                   minutes_between(Notice.acknowledged_at, Notice.sent_at).label("value"),
+                   acknowledged.label("acknowledged"),
+                   and_(Notice.acknowledged_at.is_(None), Notice.ack_due_at < now)
+                   .label("overdue_now"),
+                   (Notice.escalation_level > 0).label("escalated"))
             .where(Notice.agency_id.in_(_agencies_in(scope)),
-                   Notice.sent_at >= scope.starts_at, Notice.sent_at < scope.ends_at)
-            .cte("period_notices"))
+                   Notice.sent_at >= scope.starts_at, Notice.sent_at < scope.ends_at))
 
 
 def agencies(session: Session, scope: Scope, now: datetime) -> list[dict[str, Any]]:
     """Per agency in scope: notices sent in the period and how they were answered."""
-    period = _period_notices(scope)
-    counts = (
-        select(period.c.agency_id,
-               func.count().label("notices"),
-               _count_if(period.c.acknowledged_at.is_not(None)).label("acknowledged"),
-               _count_if(and_(period.c.acknowledged_at.is_(None), period.c.ack_due_at < now))
-               .label("overdue_now"),
-               _count_if(period.c.escalation_level > 0).label("escalations"))
-        .group_by(period.c.agency_id).subquery("counts"))
-    acks = _percentiles_by_key(
-        select(period.c.agency_id.label("key"),
-               minutes_between(period.c.acknowledged_at, period.c.sent_at).label("value"))
-        .where(period.c.acknowledged_at.is_not(None)))
+    figures = _by_key(_period_notices(scope, now), ("acknowledged", "overdue_now", "escalated"))
     query = (
         select(Agency.code, Agency.name, Agency.kind,
-               _or_zero(counts.c.notices).label("notices"),
-               _or_zero(counts.c.acknowledged).label("acknowledged"),
-               _or_zero(counts.c.overdue_now).label("overdue_now"),
-               _or_zero(counts.c.escalations).label("escalations"),
-               acks.c.median, acks.c.p90)
-        .outerjoin(counts, counts.c.agency_id == Agency.id)
-        .outerjoin(acks, acks.c.key == Agency.id)
+               _or_zero(figures.c.rows).label("notices"),
+               _or_zero(figures.c.acknowledged).label("acknowledged"),
+               _or_zero(figures.c.overdue_now).label("overdue_now"),
+               _or_zero(figures.c.escalated).label("escalations"),
+               figures.c.median, figures.c.p90)
+        .outerjoin(figures, figures.c.key == Agency.id)
         .order_by(Agency.code))
     if scope.region_id is not None:
         query = query.where(Agency.region_id == scope.region_id)
@@ -281,33 +257,39 @@ def _overdue_rows(session: Session, query: Select) -> list[dict[str, Any]]:
 def _percentiles(session: Session, values: Select) -> dict[Any, dict[str, float]]:
     """Median and 90th percentile (nearest rank) of `values` (columns key, value) per key,
     run on their own."""
-    figures = _percentiles_by_key(values)
+    figures = _by_key(values, ())
     return {row.key: {"median": row.median, "p90": row.p90}
             for row in session.execute(select(figures))}
 
 
-def _percentiles_by_key(values: Select) -> Subquery:
-    """Median and 90th percentile (nearest rank) of `values` (columns key, value) per key,
-    as a subquery (key, median, p90) to join: window functions, SQLite and PostgreSQL
-    alike, no rows brought to Python."""
-    inner = values.subquery()
+def _by_key(values: Select, counted: tuple[str, ...]) -> Subquery:
+    """Per key of `values` (columns key, value and the flags named in `counted`): its rows,
+    how many of them hold each flag, and the median and 90th percentile (nearest rank) of
+    value, NULLs left out. As a subquery (key, rows, *counted, median, p90) to join: window
+    functions, SQLite and PostgreSQL alike, no rows brought to Python, and the values sorted
+    once for everything."""
+    # Materialized: SQLite would otherwise compute each value again wherever the query
+    # names it (the window's order, its count, the aggregates), at twice the cost.
+    inner = values.cte("by_key_values").prefix_with("MATERIALIZED")
     # One window, spelled the same for both functions, so that the database sorts and walks
-    # the values once; its frame is the whole partition, so count() is the key's n.
+    # the rows once; NULLs last, so that the values rank 1..n; its frame is the whole
+    # partition, so count(value) is the key's n.
+    key, order = inner.c.key, inner.c.value.asc().nulls_last()
     ranked = select(
-        inner.c.key, inner.c.value,
-        func.row_number().over(partition_by=inner.c.key, order_by=inner.c.value,
-                               rows=(None, None)).label("rank"),
-        func.count().over(partition_by=inner.c.key, order_by=inner.c.value,
-                          rows=(None, None)).label("n")).subquery()
-    # Integer division picks the middle row (odd n) or both middle rows (even n).
+        inner,
+        func.row_number().over(partition_by=key, order_by=order, rows=(None, None))
+        .label("rank"),
+        func.count(inner.c.value).over(partition_by=key, order_by=order, rows=(None, None))
+        .label("n")).subquery()
+    # Integer division picks the middle row (odd n) or both middle rows (even n); with no
+    # value at all, a rank names a NULL, which the aggregates skip.
     low, high = (ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2
     p90_rank = (ranked.c.n * 9 + 9) // 10
     return (select(
-        ranked.c.key,
+        ranked.c.key, func.count().label("rows"),
+        *(_count_if(ranked.c[name]).label(name) for name in counted),
         func.avg(case((ranked.c.rank.in_([low, high]), ranked.c.value))).label("median"),
         func.max(case((ranked.c.rank == p90_rank, ranked.c.value))).label("p90"))
-        # Only the rows at those ranks go on to the grouping.
-        .where(ranked.c.rank.in_([low, high, p90_rank]))
         .group_by(ranked.c.key).subquery())
 
 

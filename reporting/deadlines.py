@@ -107,9 +107,14 @@ class Rule:
     needs_risk_flag: bool = False
 
 
+# The two reporting rules: a facility's own target and the law's outer bound. Both run from
+# discovery and are met when a guardianship agency is told (the report carries their outcome).
+REPORTING_TARGET, REPORTING_STATUTORY = ("report_to_guardianship",
+                                         "report_to_guardianship_statutory")
+
 DEFAULT_POLICY: tuple[Rule, ...] = (
     Rule(
-        name="report_to_guardianship",
+        name=REPORTING_TARGET,
         starts_on=Event.DISCOVERED,
         duration=Duration(1, Unit.HOURS),
         responsible="facility",
@@ -117,7 +122,7 @@ DEFAULT_POLICY: tuple[Rule, ...] = (
         is_basis_verified=False,
     ),
     Rule(
-        name="report_to_guardianship_statutory",
+        name=REPORTING_STATUTORY,
         starts_on=Event.DISCOVERED,
         duration=Duration(3, Unit.WORKING_DAYS),
         responsible="facility",

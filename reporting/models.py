@@ -213,6 +213,10 @@ class ReferenceCounter(Base):
     last_value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+_OUTCOME = ("discovered_at", "reported_at", "guardianship_due_at",
+            "guardianship_statutory_due_at", "guardianship_reported_at")
+
+
 class Report(Base):
     __tablename__ = "reports"
     # The phone's UUID is the primary key: it is also the idempotency key of the API.
@@ -228,9 +232,16 @@ class Report(Base):
     circumstance: Mapped[str] = mapped_column(String(32))
     discovered_at: Mapped[utc]
     filed_at: Mapped[utc]
-    received_at: Mapped[utc] = mapped_column(index=True)
+    received_at: Mapped[utc]
     # The instant the reporting deadline is judged on (filed_at or received_at, PRODUCT §3).
     reported_at: Mapped[utc]
+    # The reporting outcome, settled at filing and copied from the two reporting deadlines
+    # (start_report_deadlines): when report_to_guardianship and its statutory bound fall due
+    # (None: not in the policy then), and when a guardianship agency was told (both met
+    # then; None: none was). The compliance figures read a period's reports alone.
+    guardianship_due_at: Mapped[utc_opt]
+    guardianship_statutory_due_at: Mapped[utc_opt]
+    guardianship_reported_at: Mapped[utc_opt]
     child_sex: Mapped[str] = mapped_column(String(16))
     child_iin: Mapped[str | None] = mapped_column(String(12))
     child_born_at: Mapped[utc_opt]
@@ -259,8 +270,14 @@ class Report(Base):
     amendments: Mapped[list[ReportAmendment]] = relationship(
         back_populates="report", order_by="ReportAmendment.id")
     actions: Mapped[list[ReportAction]] = relationship(order_by="ReportAction.id")
-    __table_args__ = (Index("ix_reports_facility_id_received_at", "facility_id",
-                            "received_at"),)
+    __table_args__ = (
+        # A period's reports and everything the facility figures ask of them, from the index
+        # alone: the country's (also any other range of received_at: the export, the lists)
+        # and a facility's.
+        Index("ix_reports_received_at_outcome", "received_at", "facility_id", *_OUTCOME),
+        Index("ix_reports_facility_id_received_at_outcome", "facility_id", "received_at",
+              *_OUTCOME),
+    )
 
 
 class ReportAmendment(Base):

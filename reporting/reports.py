@@ -14,7 +14,15 @@ from sqlalchemy.orm import Session
 
 from . import alerts, audit
 from .bodies import REPORT
-from .deadlines import Calendar, Event, Rule, due_at, reporting_time
+from .deadlines import (
+    REPORTING_STATUTORY,
+    REPORTING_TARGET,
+    Calendar,
+    Event,
+    Rule,
+    due_at,
+    reporting_time,
+)
 from .errors import (
     NoFacilityError,
     ReferenceTakenError,
@@ -214,9 +222,23 @@ def start_report_deadlines(report: Report, rules: dict[str, Rule], calendar: Cal
         # The reporting rules are met only when a guardianship agency was notified (a report
         # routed nowhere reached nobody); routing to the police meets inform_police.
         met_at = police_notified_at if rule.needs_risk_flag else guardianship_notified_at
-        Deadline(report=report, report_id=report.id, rule=rule.name,
-                 due_at=due_at(report.discovered_at, rule.duration, calendar),
-                 met_at=met_at, basis=rule.basis, is_basis_verified=rule.is_basis_verified)
+        deadline = Deadline(report=report, report_id=report.id, rule=rule.name,
+                            due_at=due_at(report.discovered_at, rule.duration, calendar),
+                            met_at=met_at, basis=rule.basis,
+                            is_basis_verified=rule.is_basis_verified)
+        _copy_outcome(report, deadline)
+
+
+def _copy_outcome(report: Report, deadline: Deadline) -> None:
+    """The report's copy of its reporting deadlines (read by the compliance figures): made
+    here, with the deadlines, and never met later, so the copy cannot drift."""
+    if deadline.rule == REPORTING_TARGET:
+        report.guardianship_due_at = deadline.due_at
+    elif deadline.rule == REPORTING_STATUTORY:
+        report.guardianship_statutory_due_at = deadline.due_at
+    else:
+        return
+    report.guardianship_reported_at = deadline.met_at
 
 
 def insert_new(session: Session, objects: list[Base]) -> None:

@@ -413,7 +413,8 @@ def test_region_admin_sees_only_reports_of_facilities_in_their_region(app, world
         listed = app.test_client().get("/api/v1/reports", headers=api).get_json()["items"]
         assert sorted(world.report_key(r["id"]) for r in listed) == sorted(sees), email
         page = login(app.test_client(), email)
-        assert f"Reports in your scope: {len(sees)}" in page.get("/admin").get_data(True)
+        assert f"Reports received in this period: {len(sees)}" in page.get("/admin").get_data(
+            True)
         for key, report_id in world.reports.items():
             expected = 200 if key in sees else 404
             assert app.test_client().get(f"/api/v1/reports/{report_id}",

@@ -190,6 +190,8 @@ def test_a_district_without_any_agency_is_unreachable(app, client, clock):
     ([5.0, 1.0, 3.0], 3.0, 5.0),
     ([float(v) for v in range(1, 11)], 5.5, 9.0),
     ([float(v) for v in range(1, 21)], 10.5, 18.0),
+    ([None, 1.0, None, 3.0], 2.0, 3.0),  # a notice not acknowledged has no value
+    ([None], None, None),
 ])
 def test_median_and_p90_are_computed_in_sql(db, values, median, p90):
     from sqlalchemy import Float, cast, literal, union_all
@@ -199,8 +201,8 @@ def test_median_and_p90_are_computed_in_sql(db, values, median, p90):
     rows = union_all(*[select(literal(1).label("key"), cast(literal(v), Float).label("value"))
                        for v in values]).subquery()
     figures = _percentiles(db, select(rows.c.key, rows.c.value))
-    assert figures[1]["median"] == pytest.approx(median)
-    assert figures[1]["p90"] == pytest.approx(p90)
+    assert figures[1]["median"] == (median and pytest.approx(median))
+    assert figures[1]["p90"] == (p90 and pytest.approx(p90))
 
 
 def test_the_dashboard_shows_the_same_figures_with_a_chart_and_gaps(app, client, known):
@@ -316,8 +318,8 @@ def test_a_regions_overdue_list_is_the_same_whichever_way_it_is_read(
             assert found == [o for o in country if o["reference"] in staggered[code]][:limit]
 
 
-def test_the_figures_read_only_the_period_through_migration_0008s_indexes(sqlite_template,
-                                                                           tmp_path):
+def test_the_figures_read_only_the_period_through_the_covering_indexes(sqlite_template,
+                                                                        tmp_path):
     """SQLite plans from no statistics (nothing runs ANALYZE), so its plans here are the
     plans over a million reports: no report, notice or deadline table is read whole, and
     the period's joins are answered from the covering indexes."""
@@ -352,15 +354,15 @@ def test_the_figures_read_only_the_period_through_migration_0008s_indexes(sqlite
     database.dispose()
     for name, plan in plans.items():
         assert not re.search(r"^SCAN (reports|notices|deadlines)\b", plan, re.M), (name, plan)
-        assert re.search(r"USING COVERING INDEX ix_deadlines_report_id_rule "
-                         r"\(report_id=\? AND rule=\?\)", plan), (name, plan)
+        # The reporting outcome is the report's own: no deadline is looked up per report.
+        assert "ix_deadlines_report_id_rule (report_id=? AND rule=?)" not in plan, (name, plan)
         assert ("USING COVERING INDEX ix_notices_agency_id_sent_at "
                 "(agency_id=? AND sent_at>? AND sent_at<?)") in plan, (name, plan)
         assert "SEARCH deadlines USING INDEX ix_deadlines_overdue (due_at<?)" in plan, (name, plan)
-    assert ("SEARCH reports USING INDEX ix_reports_received_at (received_at>? AND "
-            "received_at<?)") in plans["country"]
-    assert ("SEARCH reports USING INDEX ix_reports_facility_id_received_at (facility_id=? AND "
-            "received_at>? AND received_at<?)") in plans["region"]
+    assert ("SEARCH reports USING COVERING INDEX ix_reports_received_at_outcome "
+            "(received_at>? AND received_at<?)") in plans["country"]
+    assert ("SEARCH reports USING COVERING INDEX ix_reports_facility_id_received_at_outcome "
+            "(facility_id=? AND received_at>? AND received_at<?)") in plans["region"]
 
 
 def test_a_reports_deadlines_due_together_are_listed_in_the_order_they_were_made(client, known):
@@ -369,3 +371,56 @@ def test_a_reports_deadlines_due_together_are_listed_in_the_order_they_were_made
     data = client.get("/api/v1/compliance", headers=known["admin"]).get_json()
     r3 = [o["agency"] for o in data["overdue"] if o["reference"] == known["r3"]["reference"]]
     assert r3 == ["GRD-AST-YES", "POL-AST"]
+
+
+def _outcomes(app) -> list[tuple[object, ...]]:
+    """Each report's copy of its reporting outcome beside its deadlines' own values."""
+    from reporting.models import Deadline, Report
+
+    with app.extensions["besik.db"].reading() as session:
+        found = []
+        for report in session.scalars(select(Report)):
+            rules = {d.rule: d for d in session.scalars(
+                select(Deadline).where(Deadline.report_id == report.id))}
+            target = rules.get("report_to_guardianship")
+            statutory = rules.get("report_to_guardianship_statutory")
+            found.append((
+                (report.guardianship_due_at, report.guardianship_statutory_due_at,
+                 report.guardianship_reported_at),
+                (target and target.due_at, statutory and statutory.due_at,
+                 target and target.met_at)))
+        return found
+
+
+def test_a_report_no_guardianship_agency_heard_is_late_once_due(app, client, nurse, clock):
+    """Routed to nobody in guardianship, the reporting deadlines stay open: not on time,
+    and late once the internal target has passed (the statutory bound later)."""
+    clock.freeze(T0)
+    with app.extensions["besik.db"].writing() as session:
+        session.execute(update(Agency).where(Agency.kind == "guardianship")
+                        .values(is_active=False))
+    _file(client, nurse, 10)
+    admin = bearer(app, "admin@besik.example")
+
+    def pc1() -> tuple[int, int, int, int]:
+        data = client.get("/api/v1/compliance", headers=admin).get_json()
+        row = next(f for f in data["facilities"] if f["code"] == "PC1")
+        return row["on_time"], row["late"], row["on_time_statutory"], row["late_statutory"]
+
+    assert pc1() == (0, 0, 0, 0)
+    clock.advance(timedelta(hours=2))
+    assert pc1() == (0, 1, 0, 0)
+    clock.advance(timedelta(days=7))
+    assert pc1() == (0, 1, 0, 1)
+    [(copied, own)] = _outcomes(app)
+    assert copied == own and copied[2] is None
+
+
+def test_every_report_carries_its_reporting_deadlines_as_they_are(app, known):
+    """The compliance figures read the report's copy: it is the deadlines' own values, for
+    reports on time, late and risk-flagged alike."""
+    outcomes = _outcomes(app)
+    assert len(outcomes) == 3
+    for copied, own in outcomes:
+        assert copied == own
+        assert None not in copied

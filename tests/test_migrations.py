@@ -133,7 +133,7 @@ ROWS_AT_0001: dict[str, tuple[str, list[dict[str, Any]]]] = {
          "rule": "acknowledge_notice", "due_at": NOW - timedelta(minutes=30), "met_at": None,
          "basis": "internal service level", "is_basis_verified": True},
         {"id": 2, "report_id": REPORT_ID, "notice_id": None, "rule": "report_to_guardianship",
-         "due_at": NOW - timedelta(hours=1), "met_at": NOW - timedelta(hours=1),
+         "due_at": NOW - timedelta(hours=1), "met_at": NOW - timedelta(hours=2),
          "basis": "Marriage and Family Code art. 118", "is_basis_verified": False}]),
 }
 
@@ -227,6 +227,14 @@ def test_upgrading_a_database_that_holds_reports_keeps_them_and_the_app_works_on
             config).get_current_head()
         assert compare_metadata(context, Base.metadata) == []
         assert conn.execute(text("SELECT examine_reminded_at FROM notices")).all() == [(None,)]
+        # 0010 copied the reporting outcome from the report's stored deadline (this policy
+        # had no statutory bound yet: none).
+        outcome = text("SELECT guardianship_due_at, guardianship_statutory_due_at, "
+                       "guardianship_reported_at FROM reports").columns(
+            guardianship_due_at=DateTime(timezone=True),
+            guardianship_reported_at=DateTime(timezone=True))
+        assert [tuple(_utc(v) for v in row) for row in conn.execute(outcome)] == [
+            (NOW - timedelta(hours=1), None, NOW - timedelta(hours=2))]
     engine.dispose()
 
     key = tmp_path / "vapid_private.pem"

@@ -10,10 +10,10 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from .. import audit, charts, clock, compliance, coverage, labels, people, places
-from ..access import allow, visible_reports
+from ..access import allow
 from ..bodies import (
     AGENCY_CHANGE,
     AGENCY_NEW,
@@ -52,8 +52,9 @@ def index() -> Any:
     with reading() as session:
         figures = compliance.figures(session, scope, now)
         gaps = coverage.gaps(session, scope.region_id, now)
-        total = session.scalar(select(func.count()).select_from(
-            visible_reports(current_user).subquery()))
+    # The period's, from the figures: counting every report ever filed in scope cost more
+    # than the figures themselves on a large database, and said less.
+    total = sum(facility["reports"] for facility in figures["facilities"])
     chart = charts.on_time_bars(figures["facilities"],
                                 _("Reports on time and late, by facility"))
     return render_template("admin/index.html", figures=figures, gaps=gaps, chart=chart,
