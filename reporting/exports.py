@@ -10,20 +10,34 @@ writer. Every batch reads the same snapshot, which the audit head at the end bel
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, bindparam, exists, func, or_, select, text
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from . import audit, labels, xlsx
-from .db import get_db, writing
+from .db import Database, get_db, writing
 from .deadlines import ALMATY, start_of_local_day, to_local
 from .errors import NotFoundError, ValidationError
 from .models import (
@@ -31,16 +45,25 @@ from .models import (
     AuditHead,
     Deadline,
     District,
+    ExportLine,
     Facility,
     Notice,
     Region,
     Report,
+    User,
     UTCDateTime,
 )
-from .vocabulary import AckChannel, Circumstance, ExportFormat, RiskFlag
+from .vocabulary import AckChannel, Circumstance, ExportFormat, Language, RiskFlag
 
 BATCH = 1000
+SWEEP_CHUNK = 2000  # reports looked at, and lines rendered at most, per short transaction
 CSV_MIME = "text/csv"
+CRLF = "\r\n"  # CSV's line end (RFC 4180)
+# The form of a kept line (RenderedLine): part of every line's fingerprint, so that lines
+# kept in an older form are never copied.
+LINE_FORM = 2
+_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+_Batch = TypeVar("_Batch", bound=Sequence[Any])
 
 REPORT_COLUMNS: tuple[Any, ...] = (
     _l("Reference"), _l("Report ID"), _l("Facility code"), _l("Facility"), _l("District"),
@@ -295,9 +318,14 @@ def _where(filters: Filters, sql: _Sql) -> list[str]:
 
 
 def _rows_statement(filters: Filters, has_after: bool, has_last: bool, now: datetime,
-                    guard: bool, dialect: str) -> tuple[Any, dict[str, Any]]:
+                    guard: bool, dialect: str, by_ids: bool = False
+                    ) -> tuple[Any, dict[str, Any]]:
     """The rows of the reports after (:after_at, :after_id) up to (:last_at, :last_id), in
-    (received_at, id) order; with the parameters that do not change from batch to batch."""
+    (received_at, id) order (`by_ids`: of the reports :ids); with the parameters that do not
+    change from batch to batch.
+
+    Each row: the report's 12 fields, its notices' and its deadlines' texts, its revision and
+    the first moment one of its pending deadlines turns overdue (the line's stale_at)."""
     sql = _Sql()
     states = labels.STATES
 
@@ -320,7 +348,12 @@ def _rows_statement(filters: Filters, has_after: bool, has_last: bool, now: date
                       f"{sql.value(now, UTCDateTime())} THEN {overdue} ELSE {pending} END)")
     deadline = _concat([sql.labels("d.rule", labels.RULES), local("d.due_at"),
                         local("d.met_at"), deadline_state], dialect)
-    conditions = _where(filters, sql)
+    # After the first batch, the keyset's own lower bound is the period's: both databases
+    # would otherwise scan from the period's start on every batch.
+    conditions = _where(replace(filters, first_day=None) if has_after else filters, sql)
+    if by_ids:
+        sql.binds.append(bindparam("ids", expanding=True))
+        conditions.append("r.id IN :ids")
     # Written out, not as row values: so both databases bound the scan with the index on
     # received_at (PostgreSQL would read every report for a row-value comparison).
     if has_after:
@@ -338,7 +371,10 @@ def _rows_statement(filters: Filters, has_after: bool, has_last: bool, now: date
         _seconds_between("r.received_at", "r.filed_at", dialect),
         sql.labels("r.state", states),
         _aggregate(notice, "notices n", "n.report_id = r.id", "n.sent_at, n.id", dialect),
-        _aggregate(deadline, "deadlines d", "d.report_id = r.id", "d.id", dialect)]
+        _aggregate(deadline, "deadlines d", "d.report_id = r.id", "d.id", dialect),
+        "r.revision",
+        f"(SELECT min(d.due_at) FROM deadlines d WHERE d.report_id = r.id "  # noqa: S608
+        f"AND d.met_at IS NULL AND d.due_at >= {sql.value(now, UTCDateTime())})"]
     where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
     return sql.statement(
         f"SELECT {', '.join(columns)} FROM reports r "  # noqa: S608
@@ -348,12 +384,22 @@ def _rows_statement(filters: Filters, has_after: bool, has_last: bool, now: date
         "ORDER BY r.received_at, r.id"), sql.params
 
 
-def _most_per_report(session: Session, model: Any, filters: Filters) -> int:
-    """The largest number of `model` rows (notices, deadlines) any exported report has."""
-    per_report = (select(func.count().label("n")).select_from(model)
-                  .where(model.report_id.in_(_filtered(select(Report.id), filters)))
-                  .group_by(model.report_id).subquery())
-    return int(session.scalar(select(func.max(per_report.c.n))) or 0)
+def _slots(session: Session, filters: Filters, lines: tuple[str, str, datetime] | None
+           ) -> tuple[int, int]:
+    """How many notices and deadlines the busiest exported report has (at least 1 each): a
+    line rendered ahead knows its own (`lines`: language, fingerprint, now), any other
+    report is counted."""
+    def most(model: Any, kept: Any) -> Any:
+        counted = (select(func.count()).select_from(model)
+                   .where(model.report_id == Report.id).scalar_subquery())
+        return func.max(counted if kept is None else func.coalesce(kept, counted))
+
+    line = ExportLine if lines is not None else None
+    query = select(most(Notice, line and line.notices), most(Deadline, line and line.deadlines))
+    if lines is not None:
+        query = _with_lines(query, *lines)
+    notices, deadlines = session.execute(_filtered(query.select_from(Report), filters)).one()
+    return max(1, notices or 0), max(1, deadlines or 0)
 
 
 def _batches(session: Session, filters: Filters, now: datetime, guard: bool
@@ -362,8 +408,8 @@ def _batches(session: Session, filters: Filters, now: datetime, guard: bool
     each batch is bounded by the (received_at, id) of its last report, found first with the
     index."""
     dialect = session.get_bind().dialect.name
-    keys = _filtered(select(Report.received_at, Report.id), filters).order_by(
-        Report.received_at, Report.id)
+    first, following = (_filtered(select(Report.received_at, Report.id), chosen).order_by(
+        Report.received_at, Report.id) for chosen in (filters, replace(filters, first_day=None)))
     # Built once: the statement is long, and compiling it again for each batch would cost
     # as much as a few hundred rows.
     statements = {(has_after, has_last): _rows_statement(filters, has_after, has_last, now,
@@ -371,7 +417,7 @@ def _batches(session: Session, filters: Filters, now: datetime, guard: bool
                   for has_after in (False, True) for has_last in (False, True)}
     after: tuple[datetime, str] | None = None
     while True:
-        query = keys if after is None else keys.where(
+        query = first if after is None else following.where(
             Report.received_at >= after[0],
             or_(Report.received_at > after[0], Report.id > after[1]))
         found = session.execute(query.offset(BATCH - 1).limit(1)).first()
@@ -389,24 +435,247 @@ def _batches(session: Session, filters: Filters, now: datetime, guard: bool
         after = last
 
 
+def _fields(row: Sequence[Any], notice_width: int, deadline_width: int, numbers: bool
+            ) -> list[Any]:
+    """A report's row with its notices and deadlines spread over their numbered columns
+    (`numbers`: escalation levels as numbers, for a spreadsheet)."""
+    notices = row[12].split(SEP) if row[12] else []
+    deadlines = row[13].split(SEP) if row[13] else []
+    if numbers:
+        for place in range(LEVEL, len(notices), NOTICE_FIELDS):
+            notices[place] = int(notices[place])
+    return [*row[:12], *notices, *[""] * (notice_width - len(notices)),
+            *deadlines, *[""] * (deadline_width - len(deadlines))]
+
+
 def _spread(batches: Iterator[Sequence[Any]], notice_slots: int, deadline_slots: int,
             numbers: bool) -> Iterator[Sequence[Sequence[Any]]]:
-    """Each report's notices and deadlines spread over their numbered columns (`numbers`:
-    escalation levels as numbers, for a spreadsheet)."""
-    notice_width = NOTICE_FIELDS * notice_slots
-    no_notices, no_deadlines = [""] * notice_width, [""] * (DEADLINE_FIELDS * deadline_slots)
-    levels = range(LEVEL, notice_width, NOTICE_FIELDS)
+    notice_width, deadline_width = NOTICE_FIELDS * notice_slots, DEADLINE_FIELDS * deadline_slots
     for rows in batches:
-        spread = []
-        for row in rows:
-            notices = row[12].split(SEP) if row[12] else []
-            deadlines = row[13].split(SEP) if row[13] else []
-            if numbers:
-                for place in levels[:len(notices) // NOTICE_FIELDS]:
-                    notices[place] = int(notices[place])
-            spread.append([*row[:12], *notices, *no_notices[len(notices):],
-                           *deadlines, *no_deadlines[len(deadlines):]])
-        yield spread
+        yield [_fields(row, notice_width, deadline_width, numbers) for row in rows]
+
+
+# --- CSV lines, and the lines rendered ahead ------------------------------------------------
+#
+# A CSV line is its fields, each written by the csv module, joined by commas: so a report's
+# line can be kept in two pieces, its own and its notices' fields (head) and its deadlines'
+# (tail), and padded to any export's numbers of notice and deadline columns by adding commas.
+
+class _Encoder:
+    """Fields into one CSV line (without its end), as csv.writer writes them."""
+
+    def __init__(self) -> None:
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, lineterminator=CRLF)
+
+    def line(self, fields: Sequence[Any]) -> str:
+        self.writer.writerow(fields)
+        return _taken(self.buffer)[:-len(CRLF)]
+
+
+@dataclass(frozen=True)
+class RenderedLine:
+    """A report's line in pieces (ExportLine's columns): head + the commas of its missing
+    notices + tail + the commas of its missing deadlines is the export's line."""
+
+    head: str
+    tail: str
+    notices: int
+    deadlines: int
+
+
+def render_line(row: Sequence[Any], encoder: _Encoder) -> RenderedLine:
+    """A row of the statement as a line to keep (its tail with the comma that joins it)."""
+    notices = row[12].split(SEP) if row[12] else []
+    deadlines = row[13].split(SEP) if row[13] else []
+    return RenderedLine(encoder.line([*row[:12], *notices]),
+                        "," + encoder.line(deadlines) if deadlines else "",
+                        len(notices) // NOTICE_FIELDS, len(deadlines) // DEADLINE_FIELDS)
+
+
+def _pads(width: int, slots: int) -> list[str]:
+    """The commas that pad a line holding n of `slots` (n = 0..slots) to all of them."""
+    return ["," * (width * (slots - n)) for n in range(slots + 1)]
+
+
+def _line_batches(session: Session, export: Export, kept: str, notice_slots: int,
+                  deadline_slots: int) -> Iterator[str]:
+    """The CSV lines, BATCH reports at a time in order of receipt: each report's line
+    rendered ahead where it is still true (padded to this export's columns), any other
+    rendered now, by one statement for the batch's others."""
+    filters, now = export.filters, export.now
+    dialect = session.get_bind().dialect.name
+    # received_at as the driver gives it: only the batch's last one is needed, as a moment.
+    lines = (_with_lines(select(literal_column("reports.received_at").label("received"),
+                                Report.id, ExportLine.head, ExportLine.tail,
+                                ExportLine.notices, ExportLine.deadlines),
+                         export.language, kept, now)
+             .order_by(Report.received_at, Report.id).limit(BATCH))
+    first, following = (_filtered(lines, chosen) for chosen in (
+        filters, replace(filters, first_day=None)))
+    others, params = _rows_statement(Filters(), False, False, now, True, dialect, by_ids=True)
+    notice_pads, deadline_pads = (_pads(NOTICE_FIELDS, notice_slots),
+                                  _pads(DEADLINE_FIELDS, deadline_slots))
+    notice_width, deadline_width = NOTICE_FIELDS * notice_slots, DEADLINE_FIELDS * deadline_slots
+    encoder = _Encoder()
+    after: tuple[datetime, str] | None = None
+    while True:
+        query = first if after is None else following.where(
+            Report.received_at >= after[0],
+            or_(Report.received_at > after[0], Report.id > after[1]))
+        # Core, not the ORM's result machinery: nothing here is an entity.
+        rows = session.connection().execute(query).all()
+        if not rows:
+            return
+        missing = [row.id for row in rows if row.head is None]
+        rendered = {row[1]: row for row in session.execute(
+            others, params | {"ids": missing})} if missing else {}
+        export.rows += len(rows)
+        export.rows_rendered += len(missing)
+        # Pieces joined once: each line's text is copied once, into the batch's.
+        pieces: list[str] = []
+        for _, report_id, head, tail, notices, deadlines in rows:
+            if head is None:
+                pieces += (encoder.line(_fields(rendered[report_id], notice_width,
+                                                deadline_width, False)), CRLF)
+            else:
+                pieces += (head, notice_pads[notices], tail, deadline_pads[deadlines], CRLF)
+        yield "".join(pieces)
+        if len(rows) < BATCH:
+            return
+        after = (_as_moment(rows[-1].received), rows[-1].id)
+
+
+def _with_lines(query: Select, language: str, kept: str, now: datetime) -> Select:
+    """`query` over reports, each joined to its line in `language` where that is still true:
+    rendered from the report's revision as it is, with the same fingerprint, and showing no
+    deadline as pending that has fallen due since."""
+    line = ExportLine
+    return query.select_from(Report).outerjoin(line, and_(
+        line.language == language, line.received_at == Report.received_at,
+        line.report_id == Report.id, line.revision == Report.revision,
+        line.fingerprint == kept, line.rendered_at <= now,
+        or_(line.stale_at.is_(None), line.stale_at > now)))
+
+
+def _fresh_lines(batches: Iterator[Sequence[Sequence[Any]]], export: Export
+                 ) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator=CRLF)
+    for rows in batches:
+        export.rows_rendered += len(rows)
+        writer.writerows(rows)
+        yield _taken(buffer)
+
+
+def fingerprint(session: Session) -> str:
+    """What a line's text depends on besides its report's rows, in the current language: the
+    statement that renders it (its SQL, with Besik's code, and its labels) and the codes and
+    names of the places and people it names."""
+    dialect = session.get_bind().dialect.name
+    statement, params = _rows_statement(Filters(), False, False, _EPOCH, True, dialect)
+    digest = hashlib.sha256(f"{LINE_FORM}:{statement}".encode())
+    digest.update(json.dumps([(k, v) for k, v in sorted(params.items()) if isinstance(v, str)],
+                             ensure_ascii=False).encode())
+    for query in (select(Facility.id, Facility.code, Facility.name),
+                  select(District.id, District.code), select(Agency.id, Agency.code),
+                  select(User.id, User.name)):
+        for row in session.execute(query.order_by(query.selected_columns[0])):
+            digest.update(repr(tuple(row)).encode())
+    return digest.hexdigest()
+
+
+def render_lines(session: Session, report_ids: Sequence[str], language: str, now: datetime
+                 ) -> list[dict[str, Any]]:
+    """These reports' lines in `language` as they are now, as rows of export_lines."""
+    received = {row.id: row.received_at for row in session.execute(
+        select(Report.id, Report.received_at).where(Report.id.in_(report_ids)))}
+    with force_locale(language):
+        dialect = session.get_bind().dialect.name
+        statement, params = _rows_statement(Filters(), False, False, now, True, dialect,
+                                             by_ids=True)
+        kept = fingerprint(session)
+        encoder = _Encoder()
+        found = []
+        for row in session.execute(statement, params | {"ids": list(report_ids)}):
+            line = render_line(row, encoder)
+            found.append({"report_id": row[1], "language": language,
+                          "received_at": received[row[1]], "revision": row[14],
+                          "fingerprint": kept, "rendered_at": now, "stale_at": _moment(row[15]),
+                          "notices": line.notices, "deadlines": line.deadlines,
+                          "head": line.head, "tail": line.tail})
+        return found
+
+
+def _moment(value: Any) -> datetime | None:
+    """A moment from a raw statement (SQLite: its stored text), or None."""
+    return None if value is None else _as_moment(value)
+
+
+def _as_moment(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def keep_lines(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Store rendered lines, replacing the ones they renew."""
+    if not rows:
+        return
+    insert_ = (sqlite_insert(ExportLine) if session.get_bind().dialect.name == "sqlite"
+               else postgresql_insert(ExportLine))
+    statement = insert_.on_conflict_do_update(
+        index_elements=["language", "received_at", "report_id"],
+        set_={column: insert_.excluded[column] for column in (
+            "revision", "fingerprint", "rendered_at", "stale_at", "notices", "deadlines",
+            "head", "tail")})
+    session.execute(statement, rows)
+
+
+@dataclass
+class Sweep:
+    """How much one pass of render_ahead saw and did."""
+
+    reports: int = 0
+    rendered: int = 0
+
+
+def render_ahead(db: Database, now: datetime, languages: Sequence[str] | None = None,
+                 chunk: int = SWEEP_CHUNK) -> Sweep:
+    """One pass over every report, newest first: render the lines that are missing or no
+    longer true, `chunk` reports at a time (a short read, then a short write of what was
+    rendered). A report changed meanwhile keeps a line of an older revision, never used."""
+    sweep = Sweep()
+    for language in languages or Language.values():
+        after: tuple[datetime, str] | None = None
+        while True:
+            with db.reading() as session, force_locale(language):
+                keys = session.execute(_sweep_query(fingerprint(session), language, now,
+                                                    after, chunk)).all()
+                missing = [key.id for key in keys if key.kept is None]
+                rendered = render_lines(session, missing, language, now) if missing else []
+            if rendered:
+                with db.writing() as session:
+                    keep_lines(session, rendered)
+            sweep.reports += len(keys)
+            sweep.rendered += len(rendered)
+            if len(keys) < chunk:
+                break
+            after = (keys[-1].received_at, keys[-1].id)
+    return sweep
+
+
+def _sweep_query(kept: str, language: str, now: datetime, after: tuple[datetime, str] | None,
+                 chunk: int) -> Select:
+    """The next `chunk` reports before `after` (newest first), each with its line if that is
+    still true (kept)."""
+    query = (_with_lines(select(Report.received_at, Report.id,
+                                ExportLine.report_id.label("kept")), language, kept, now)
+             .order_by(Report.received_at.desc(), Report.id.desc()).limit(chunk))
+    if after is not None:  # written out, so that both databases bound the index scan
+        query = query.where(Report.received_at <= after[0],
+                            or_(Report.received_at < after[0], Report.id < after[1]))
+    return query
 
 
 # --- the files ----------------------------------------------------------------------------
@@ -423,6 +692,9 @@ class Export:
     rows: int = 0
     head: tuple[int, str] | None = None
     is_complete: bool = False
+    # CSV: copy the lines rendered ahead where they are still true (False: render every row).
+    use_lines: bool = True
+    rows_rendered: int = 0  # rows rendered by this export itself (the others were copied)
 
     @property
     def mimetype(self) -> str:
@@ -454,20 +726,25 @@ def stream(session: Session, export: Export) -> Iterator[bytes]:
     """The file's bytes, in pieces; `session` must have been through snapshot() first."""
     with force_locale(export.language):
         guard = export.format is ExportFormat.CSV
-        notice_slots = max(1, _most_per_report(session, Notice, export.filters))
-        deadline_slots = max(1, _most_per_report(session, Deadline, export.filters))
+        uses_lines = export.format is ExportFormat.CSV and export.use_lines
+        kept = fingerprint(session) if uses_lines else ""
+        notice_slots, deadline_slots = _slots(
+            session, export.filters, (export.language, kept, export.now) if uses_lines else None)
         header = _header(notice_slots, deadline_slots)
         head_row = session.get(AuditHead, 1)
         export.head = (head_row.seq, head_row.hash) if head_row else (0, audit.GENESIS)
-        batches = _spread(_batches(session, export.filters, export.now, guard),
-                          notice_slots, deadline_slots,
-                          numbers=export.format is ExportFormat.XLSX)
         audit_rows: list[list[Any]] = [["# audit-head", *[str(c) for c in AUDIT_COLUMNS]],
                       ["# audit-head", export.head[0], export.head[1],
                        to_local(export.now).isoformat(timespec="seconds")]]
         if export.format is ExportFormat.CSV:
-            yield from _csv(header, _counted(batches, export), audit_rows[1])
+            lines = (_line_batches(session, export, kept, notice_slots, deadline_slots)
+                     if uses_lines else _fresh_lines(_counted(_spread(
+                         _batches(session, export.filters, export.now, guard), notice_slots,
+                         deadline_slots, numbers=False), export), export))
+            yield from _csv(header, lines, audit_rows[1])
         else:
+            batches = _spread(_batches(session, export.filters, export.now, guard),
+                              notice_slots, deadline_slots, numbers=True)
             yield from xlsx.stream([
                 xlsx.Sheet(_sheet_name(), _flattened(header, _counted(batches, export)),
                            widths=[18, 38, 12, 28, 12, 28, 28] + [26] * (len(header) - 7)),
@@ -487,8 +764,7 @@ def _header(notice_slots: int, deadline_slots: int) -> list[str]:
               for c in DEADLINE_COLUMNS)]
 
 
-def _counted(batches: Iterator[Sequence[Sequence[Any]]], export: Export
-             ) -> Iterator[Sequence[Sequence[Any]]]:
+def _counted(batches: Iterator[_Batch], export: Export) -> Iterator[_Batch]:
     for rows in batches:
         export.rows += len(rows)
         yield rows
@@ -501,24 +777,27 @@ def _flattened(header: list[str], batches: Iterator[Sequence[Sequence[Any]]]
         yield from rows
 
 
-def _csv(header: list[str], batches: Iterator[Sequence[Sequence[Any]]],
-         audit_row: list[Any]) -> Iterator[bytes]:
+def _csv(header: list[str], batches: Iterator[str], audit_row: list[Any]) -> Iterator[bytes]:
+    """The file: each batch's lines (text, each ending in CRLF) between the header and the
+    audit head."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv.writer(buffer, lineterminator=CRLF)
     buffer.write("\ufeff")  # the BOM tells spreadsheet programs the file is UTF-8 (Cyrillic)
     writer.writerow(header)
-    for rows in batches:
-        writer.writerows(rows)
-        yield _drain(buffer)
+    head = _taken(buffer)  # sent with the first batch
+    for lines in batches:
+        yield (head + lines).encode()
+        head = ""
     writer.writerow(audit_row)
-    yield _drain(buffer)
+    yield (head + _taken(buffer)).encode()
 
 
-def _drain(buffer: io.StringIO) -> bytes:
-    data = buffer.getvalue().encode()
+def _taken(buffer: io.StringIO) -> str:
+    """What `buffer` holds, leaving it empty."""
+    text_ = buffer.getvalue()
     buffer.seek(0)
     buffer.truncate()
-    return data
+    return text_
 
 
 def record(session: Session, export: Export, actor_id: int | None) -> None:

@@ -260,6 +260,10 @@ class Report(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     state: Mapped[ReportState] = mapped_column(_enum(ReportState), default=ReportState.OPEN,
                                                index=True)
+    # Raised by the database itself (triggers, migration 0011) on every change to the report,
+    # its notices or its deadlines, whoever writes: an export line rendered from an older
+    # revision is never used (ExportLine).
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     facility: Mapped[Facility] = relationship()
     district: Mapped[District | None] = relationship()
     reporter: Mapped[User] = relationship()
@@ -277,6 +281,8 @@ class Report(Base):
         Index("ix_reports_received_at_outcome", "received_at", "facility_id", *_OUTCOME),
         Index("ix_reports_facility_id_received_at_outcome", "facility_id", "received_at",
               *_OUTCOME),
+        # The export's order, and all its copying of lines rendered ahead needs of a report.
+        Index("ix_reports_received_at_id", "received_at", "id", "revision", "facility_id"),
     )
 
 
@@ -520,3 +526,31 @@ class CoverageGap(Base):
     __table_args__ = (Index("ix_coverage_gaps_open", "kind", "code", unique=True,
                             sqlite_where=text("closed_at IS NULL"),
                             postgresql_where=text("closed_at IS NULL")),)
+
+
+class ExportLine(Base):
+    """A report's row of the CSV export in one language, rendered ahead by the worker so that
+    an export copies it instead of rendering it again. Used only while it is still true: the
+    report's revision, the labels and the names of places and people it shows (fingerprint)
+    are those it was rendered from, and no deadline has fallen due since (stale_at: the first
+    moment a pending deadline turns overdue). Anything else is rendered afresh."""
+
+    __tablename__ = "export_lines"
+    # In the export's own order, (language, received_at, report_id): an export reads a range
+    # of lines beside its range of reports. (A line is larger than SQLite keeps inside an
+    # index's page: a WITHOUT ROWID table would spill every line to overflow pages.)
+    language: Mapped[str] = mapped_column(String(8), primary_key=True)
+    received_at: Mapped[utc] = mapped_column(primary_key=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    rendered_at: Mapped[utc]
+    stale_at: Mapped[utc_opt]
+    # How many notices and deadlines the line holds: the export pads them to its own slots.
+    notices: Mapped[int] = mapped_column(Integer)
+    deadlines: Mapped[int] = mapped_column(Integer)
+    # CSV fields, comma-separated, as the export writes them: the report's and its notices'
+    # (head), its deadlines' (tail).
+    head: Mapped[str] = mapped_column(Text)
+    tail: Mapped[str] = mapped_column(Text)

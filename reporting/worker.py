@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from flask import Flask, current_app
 from sqlalchemy import or_, select, update
 
-from . import alerts, clock, coverage, digests, messages, push, throttle
+from . import alerts, clock, coverage, digests, exports, messages, push, throttle
 from .acknowledgements import issue_ack_token
 from .config import Settings
 from .db import Database
@@ -31,6 +33,8 @@ LEASE = timedelta(seconds=60)
 BATCH = 20
 MAX_ATTEMPTS = 12
 BACKOFF_CAP = timedelta(minutes=5)
+# How often the export's lines are brought up to date: each pass looks at every report.
+RENDER_EVERY = timedelta(minutes=15)
 
 
 @dataclass
@@ -101,9 +105,30 @@ class Worker:
             log.info("audit digest %s", digest.line())
         self._digested_through = yesterday
 
+    def render_export_lines(self, now: datetime) -> exports.Sweep:
+        """One pass rendering the CSV export's lines ahead (in an app context)."""
+        sweep = exports.render_ahead(self.db, now)
+        if sweep.rendered:
+            log.info("rendered %d export lines ahead (%d reports looked at)", sweep.rendered,
+                     sweep.reports)
+        return sweep
+
+    def _render_forever(self, app: Flask) -> None:
+        # Its own thread: a long first pass over a large database must not delay an alert.
+        with app.app_context():
+            while True:
+                try:
+                    self.render_export_lines(clock.now())
+                except Exception:
+                    log.exception("rendering export lines failed")
+                time.sleep(RENDER_EVERY.total_seconds())
+
     def run_forever(self, poll_seconds: float) -> None:
         """Poll until killed; a new notice is picked up within one poll interval."""
         log.info("worker %s started, polling every %ss", self.name, poll_seconds)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        threading.Thread(target=self._render_forever, args=(app,), name="export-lines",
+                         daemon=True).start()
         while True:
             started = time.monotonic()
             try:
