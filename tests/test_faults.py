@@ -19,8 +19,8 @@ from email.utils import format_datetime
 from itertools import pairwise
 
 import pytest
-from flask import Flask
-from sqlalchemy import select
+from flask import Flask, Response, g
+from sqlalchemy import create_engine, select, text
 
 from reporting import clock, create_app, push
 from reporting.config import Settings
@@ -190,6 +190,32 @@ def _all_sent(url: str) -> bool:
             return set(session.scalars(select(PushDelivery.status))) == {"sent"}
     finally:
         database.dispose()
+
+
+@postgresql_lane_only
+def test_a_read_connection_cut_at_the_end_of_a_request_does_not_spoil_its_answer(
+        app, database_url):
+    """The database cut the request's read connection after the view answered (a restart):
+    ending that read transaction fails, and must not turn the answer into a 500."""
+    killer = create_engine(database_url)
+
+    @app.after_request
+    def cut_the_read_connection(response: Response) -> Response:
+        pid = g.db_session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with killer.begin() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            for _ in range(100):
+                if not conn.execute(text("SELECT 1 FROM pg_stat_activity WHERE pid = :pid"),
+                                    {"pid": pid}).first():
+                    break
+                time.sleep(0.02)
+        return response
+
+    try:
+        response = app.test_client().get("/api/v1/reports", headers=bearer(app, NURSE))
+    finally:
+        killer.dispose()
+    assert response.status_code == 200, response.data
 
 
 # --- 3. the push service storms, rate-limits and hangs --------------------------------------
