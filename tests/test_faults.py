@@ -29,7 +29,7 @@ from reporting.migrate import upgrade
 from reporting.models import PushDelivery
 from reporting.push import public_key_b64
 from reporting.worker import Worker
-from tests.conftest import bearer, postgresql_lane_only, prepare, report_body
+from tests.conftest import bearer, login, postgresql_lane_only, prepare, report_body
 from tests.processes import (
     Phones,
     WebServer,
@@ -37,6 +37,7 @@ from tests.processes import (
     app_env,
     assert_whole,
     audit_verify,
+    free_port,
     health,
     new_report,
     request,
@@ -196,6 +197,32 @@ def _all_sent(url: str) -> bool:
             return set(session.scalars(select(PushDelivery.status))) == {"sent"}
     finally:
         database.dispose()
+
+
+def test_with_the_database_unreachable_the_api_and_pages_answer_503_with_retry_after(
+        settings):
+    """What a phone's outbox keeps the report for: 503 and Retry-After, in the API's error
+    shape, never a 500; a page says the same to a signed-in user, whose account cannot be
+    read."""
+    working = create_app(settings)
+    signed_in = login(working.test_client(), OFFICER).get_cookie("besik_session")
+    working.extensions["besik.db"].dispose()
+    assert signed_in is not None
+    app = create_app(replace(settings, database_url=f"postgresql+psycopg://nobody@127.0.0.1:"
+                                                    f"{free_port()}/gone"))
+    client = app.test_client()
+    try:
+        api = client.post("/api/v1/reports", json=report_body(),
+                          headers={"Authorization": "Bearer any-token"})
+        client.set_cookie("besik_session", signed_in.value)
+        page = client.get("/inbox?lang=ru")
+    finally:
+        app.extensions["besik.db"].dispose()
+    assert api.status_code == 503 and api.headers["Retry-After"] == "5"
+    assert api.get_json() == {"error": {
+        "code": "unavailable", "message": "The service is unavailable: try again shortly."}}
+    assert page.status_code == 503 and page.mimetype == "text/html"
+    assert page.headers["Retry-After"] == "5"
 
 
 @postgresql_lane_only
