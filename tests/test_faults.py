@@ -280,8 +280,8 @@ def test_a_storming_limited_or_hung_endpoint_is_backed_off_while_others_are_serv
     started = time.monotonic()
     thread.start()
     try:
-        push_service.wait_for(10, timeout=6, subscription=healthy)
-        served_in = time.monotonic() - started
+        served = push_service.wait_for(10, timeout=15, subscription=healthy)
+        served_at = max(r.arrived_monotonic for r in served)
         stop.wait(max(0.0, 8 - (time.monotonic() - started)))
         calmed_at = time.monotonic()
         for device in (storming, limited, hanging):
@@ -291,8 +291,10 @@ def test_a_storming_limited_or_hung_endpoint_is_backed_off_while_others_are_serv
     finally:
         stop.set()
         thread.join(timeout=15)
-    # The healthy device had everything long before the hung one's ten timeouts (10 s).
-    assert served_in < 4, served_in
+    # The healthy device had everything while the hung one timed out once or twice, not
+    # once per message (ten 1-second timeouts in a row, on a machine of any speed).
+    knocks = [r for r in push_service.attempts(hanging) if r.arrived_monotonic < served_at]
+    assert len(knocks) <= 3, len(knocks)
     during = {device: [r for r in push_service.attempts(device)
                        if r.arrived_monotonic < calmed_at]
               for device in (storming, limited, hanging)}
