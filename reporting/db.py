@@ -20,6 +20,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from .errors import DATABASE_DOWN
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # The worker checkpoints the WAL every pass, off the request path (a checkpoint fsyncs the
 # database file: ~20 ms here). Connections checkpoint themselves only past this many pages
@@ -206,4 +208,10 @@ def close_session(_exc: BaseException | None = None) -> None:
     """Teardown: end the request's read session and return its connection."""
     session: Session | None = g.pop("db_session", None)
     if session is not None:
-        session.close()
+        try:
+            session.close()
+        except DATABASE_DOWN:
+            # Its connection died with the database (ending the read transaction failed):
+            # there was nothing to keep, and raising here would turn the answer already
+            # made, perhaps a 201, into a 500. The connection is not reused.
+            session.invalidate()

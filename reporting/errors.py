@@ -7,14 +7,35 @@ Operations raise the errors below and know nothing of HTTP. The table maps each 
 
 from __future__ import annotations
 
+import logging
 from typing import Any, NamedTuple
 
-from flask import Flask, Request, Response, jsonify, make_response, render_template, request
+from flask import (
+    Flask,
+    Request,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+)
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 Fields = dict[str, Any]
+log = logging.getLogger("besik.errors")
+
+# What the database driver raises while the server is down, restarting or out of
+# connections (refused, reset, "terminating connection due to administrator command", pool
+# timeout): nothing was stored, and the same request will work once it is back.
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+# A phone's outbox waits at least this long before sending again.
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class BesikError(Exception):
@@ -90,6 +111,15 @@ class TooManyAttemptsError(BesikError):
         self.retry_after = retry_after
 
 
+class DatabaseUnavailableError(BesikError):
+    """The database does not answer (down, restarting, out of connections): nothing was
+    stored; the same request can be sent again."""
+
+    def __init__(self, retry_after: int = DATABASE_RETRY_AFTER_SECONDS) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
 class AckTokenError(BesikError):
     """An acknowledgement token that is unknown, used, expired or for another notice."""
 
@@ -145,6 +175,8 @@ REFUSALS: dict[type[BesikError], Refusal] = {
                                    _l("Audit digests are not set up on this server yet.")),
     PushUnavailableError: Refusal(503, "push_unavailable",
                                   _l("Notifications are not set up on this server yet.")),
+    DatabaseUnavailableError: Refusal(503, "unavailable",
+                                      _l("The service is unavailable: try again shortly.")),
 }
 # What the framework itself refuses (routing, body size, the access gate).
 HTTP_REFUSALS: dict[int, Refusal] = {
@@ -198,9 +230,22 @@ def _answer(refusal: Refusal, fields: Fields | None = None, page_message: Any = 
 def _handle_besik(exc: BesikError) -> Any:
     body, status = _answer(refusal_of(exc), exc.fields)
     response = make_response(body, status)
-    if isinstance(exc, TooManyAttemptsError):
+    if isinstance(exc, TooManyAttemptsError | DatabaseUnavailableError):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
+
+
+def _handle_database_down(exc: Exception) -> Any:
+    # The driver's message only: the statement and its parameters could carry a child's or
+    # a mother's details.
+    orig = getattr(exc, "orig", None) or exc
+    log.warning("database unavailable: %s: %s", type(orig).__name__,
+                str(orig).strip().splitlines()[0][:200] if str(orig).strip() else "")
+    # Who is signed in, and their language, live in the database that just failed: loading
+    # them again to word the answer would fail too (a bare 500). Answer as to someone not
+    # known; the session itself is left as it is. (flask-login keeps the user in g.)
+    g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+    return _handle_besik(DatabaseUnavailableError())
 
 
 def _handle_http(exc: HTTPException) -> Any:
@@ -219,3 +264,5 @@ def init_errors(app: Flask) -> None:
     app.register_error_handler(BesikError, _handle_besik)
     app.register_error_handler(CSRFError, _handle_csrf)
     app.register_error_handler(HTTPException, _handle_http)
+    for error in DATABASE_DOWN:
+        app.register_error_handler(error, _handle_database_down)

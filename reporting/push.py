@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import functools
 import json
+import math
 import threading
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +18,8 @@ import requests
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from py_vapid import Vapid
 from pywebpush import WebPushException, webpush
+
+from . import clock
 
 TTL_SECONDS = 24 * 3600  # a phone that is off for a night still gets the alert
 TIMEOUT_SECONDS = 10  # a hung push service must not hang the worker
@@ -161,8 +166,18 @@ def send(endpoint: str, p256dh: str, auth: str, payload: dict[str, Any], *,
 
 
 def _retry_after(headers: Any) -> int | None:
+    """Retry-After in seconds: delay-seconds or an HTTP date (RFC 9110 §10.2.3); None when
+    absent or unreadable (our own backoff applies)."""
     value = headers.get("Retry-After") if headers is not None else None
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
     try:
-        return max(0, int(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0, math.ceil((when - clock.now()).total_seconds()))

@@ -17,13 +17,15 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from . import alerts, clock, coverage, digests, exports, messages, push, throttle
 from .acknowledgements import issue_ack_token
 from .config import Settings
 from .db import Database
 from .deadlines import to_local
+from .errors import DATABASE_DOWN
 from .models import PushAttempt, PushDelivery, PushSubscription, Role, User
 from .vocabulary import DeliveryStatus
 
@@ -35,6 +37,12 @@ MAX_ATTEMPTS = 12
 BACKOFF_CAP = timedelta(minutes=5)
 # How often the export's lines are brought up to date: each pass looks at every report.
 RENDER_EVERY = timedelta(minutes=15)
+# A push service's Retry-After is honoured up to this; longer is taken as a misconfiguration
+# (an officer's alert is not held for a day).
+RETRY_AFTER_CAP = timedelta(hours=1)
+# How long a sent push's result is kept while the database is down, to be recorded once it
+# is back (after that the lease runs out and the message may be sent again).
+RECORD_PATIENCE_SECONDS = LEASE.total_seconds() / 2
 
 
 @dataclass
@@ -133,18 +141,24 @@ class Worker:
             started = time.monotonic()
             try:
                 self.run_once()
+            except DATABASE_DOWN as exc:  # the next pass tries again: no traceback each time
+                log.warning("worker pass failed: database unavailable (%s)", type(exc).__name__)
             except Exception:  # keep alerting: one bad pass must not stop the worker
                 log.exception("worker pass failed")
             time.sleep(max(0.0, poll_seconds - (time.monotonic() - started)))
 
     def claim(self, now: datetime) -> list[int]:
-        """Lease up to BATCH due deliveries to this worker."""
+        """Lease up to BATCH due deliveries to this worker.
+
+        Its own leases are taken up again too: a pass that failed halfway (the database went
+        away) left them, and between passes this worker holds nothing in flight."""
         with self.db.writing() as session:
             ids = list(session.scalars(
                 select(PushDelivery.id)
                 .where(PushDelivery.status == DeliveryStatus.PENDING,
                        PushDelivery.next_attempt_at <= now,
-                       or_(PushDelivery.lease_until.is_(None), PushDelivery.lease_until < now))
+                       or_(PushDelivery.lease_until.is_(None), PushDelivery.lease_until < now,
+                           PushDelivery.lease_owner == self.name))
                 .order_by(PushDelivery.next_attempt_at, PushDelivery.id)
                 .limit(BATCH).with_for_update(skip_locked=True)))
             if ids:
@@ -166,7 +180,25 @@ class Worker:
                             message, vapid_key_path=str(self.settings.vapid_private_key_file),
                             subject=self.settings.vapid_subject,
                             topic=_topic(message))
-        self._record(delivery_id, subscription.id, outcome, result, now or clock.now())
+        self._record_through_outage(delivery_id, subscription.id, outcome, result,
+                                    now or clock.now())
+
+    def _record_through_outage(self, delivery_id: int, subscription_id: int,
+                               outcome: push.SendResult, result: PassResult,
+                               now: datetime) -> None:
+        """Record a send's outcome, waiting out a short database outage: the push has gone
+        out, and a delivery left unrecorded would be sent again once its lease ran out."""
+        waited, pause = 0.0, 0.25
+        while True:
+            try:
+                self._record(delivery_id, subscription_id, outcome, result, now)
+                return
+            except DATABASE_DOWN:
+                if waited >= RECORD_PATIENCE_SECONDS:
+                    raise
+                log.warning("database unavailable: holding a push result to record it")
+                time.sleep(pause)
+                waited, pause = waited + pause, min(pause * 2, 4.0)
 
     def _prepare(self, delivery_id: int, now: datetime
                  ) -> tuple[PushSubscription, dict[str, Any]] | None:
@@ -178,6 +210,13 @@ class Worker:
             subscription = delivery.subscription
             if subscription is None:
                 delivery.status, delivery.lease_until = DeliveryStatus.GONE.value, None
+                return None
+            held_until = _backing_off_until(session, subscription, delivery_id, now)
+            if held_until is not None:
+                # The push service refused this device a moment ago (5xx, 429, no answer):
+                # its other messages wait with it instead of knocking again one by one.
+                delivery.next_attempt_at = held_until
+                delivery.lease_owner, delivery.lease_until = None, None
                 return None
             user = session.get(User, delivery.user_id)
             notice = delivery.notice
@@ -224,14 +263,38 @@ class Worker:
                     session.delete(subscription)
                 result.gone += 1
             elif outcome.is_retryable and not give_up and delivery.attempts < MAX_ATTEMPTS:
-                delay = (timedelta(seconds=outcome.retry_after)
-                         if outcome.retry_after is not None
-                         else min(timedelta(seconds=2 ** (delivery.attempts - 1)), BACKOFF_CAP))
-                delivery.next_attempt_at = now + delay
+                delivery.next_attempt_at = now + _retry_delay(delivery.attempts,
+                                                              outcome.retry_after)
                 result.retried += 1
             else:
                 delivery.status = DeliveryStatus.FAILED.value
                 result.failed += 1
+
+
+def _retry_delay(attempts: int, retry_after: int | None) -> timedelta:
+    """Exponential backoff from 1 s up to BACKOFF_CAP; a push service's Retry-After (up to
+    RETRY_AFTER_CAP) lengthens it, never shortens it (`Retry-After: 0` is no hot loop)."""
+    backoff = min(timedelta(seconds=2 ** (attempts - 1)), BACKOFF_CAP)
+    if retry_after is None:
+        return backoff
+    return max(backoff, min(timedelta(seconds=retry_after), RETRY_AFTER_CAP))
+
+
+def _backing_off_until(session: Session, subscription: PushSubscription, delivery_id: int,
+                       now: datetime) -> datetime | None:
+    """When the device's backoff ends, if another of its messages failed and waits to be
+    retried later than `now`; else None (the device is served at once)."""
+    last_failure = subscription.last_failure_at
+    if last_failure is None or (subscription.last_success_at is not None
+                                and subscription.last_success_at >= last_failure):
+        return None  # its last push went through: no query on the common path
+    held_until: datetime | None = session.scalar(
+        select(func.max(PushDelivery.next_attempt_at))
+        .where(PushDelivery.subscription_id == subscription.id,
+               PushDelivery.status == DeliveryStatus.PENDING,
+               PushDelivery.attempts > 0, PushDelivery.id != delivery_id,
+               PushDelivery.next_attempt_at > now))
+    return held_until
 
 
 def _topic(message: dict[str, Any]) -> str:

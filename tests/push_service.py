@@ -14,6 +14,9 @@ Typical use::
         push.expect_vapid_public_key(app_vapid_public_key)
         sub = push.new_subscription()
         push.answer(sub, 500)                 # the next request gets a 500, then 201s
+        push.storm(sub, 503)                  # every request gets a 503 until calm(sub)
+        push.storm(sub, 429, retry_after=3)   # ... or a 429 asking to wait 3 s
+        push.stall(sub, 5)                    # answers to sub come 5 s late (a timeout)
         ... register sub.as_json() with the app, trigger a notification ...
         [delivery] = push.wait_for(1, subscription=sub)
         assert delivery.payload["title"] == "..."
@@ -312,6 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = self.rfile.read(int(length))
             answer = self.server.push_service._process(self.path, headers, body)
         self.server.push_service._released.wait(MAX_HOLD_SECONDS)  # a hung push service
+        self.server.push_service._stall(self.path)  # one slow endpoint
         self._write(answer)
 
     def _write(self, answer: _Answer) -> None:
@@ -353,7 +357,10 @@ class PushService:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._subscriptions: dict[str, Subscription] = {}
-        self._scripts: dict[str, deque[tuple[int, int | None]]] = {}
+        self._scripts: dict[str, deque[tuple[int, int | str | None]]] = {}
+        self._storms: dict[str, tuple[int, int | str | None]] = {}
+        self._stalls: dict[str, float] = {}
+        self._closing = threading.Event()
         self._requests: list[PushRequest] = []
         self._expected_key: bytes | None = None
         if vapid_public_key is not None:
@@ -378,6 +385,7 @@ class PushService:
         tb: TracebackType | None,
     ) -> None:
         self._released.set()  # never leave a held answer hanging
+        self._closing.set()  # nor a stalled one
         if self._server is None or self._thread is None:
             return
         self._server.shutdown()
@@ -444,7 +452,35 @@ class PushService:
             queue = self._scripts.setdefault(subscription.endpoint_id, deque())
             queue.extend((status, retry_after) for status in statuses)
 
+    def storm(
+        self, subscription: Subscription, status: int, *, retry_after: int | str | None = None
+    ) -> None:
+        """Answer every verified request to ``subscription``'s endpoint with ``status`` (with
+        ``Retry-After: <retry_after>``: seconds or an HTTP date) until :meth:`calm`; queued
+        :meth:`answer` statuses come first."""
+        if not 400 <= status <= 599:
+            raise ValueError(f"not an error status: {status}")
+        with self._lock:
+            self._storms[subscription.endpoint_id] = (status, retry_after)
+
+    def stall(self, subscription: Subscription, seconds: float) -> None:
+        """Answer requests to ``subscription``'s endpoint ``seconds`` late (after recording
+        them): a slow endpoint, or with ``seconds`` past the sender's timeout a hung one."""
+        with self._lock:
+            self._stalls[subscription.endpoint_id] = seconds
+
+    def calm(self, subscription: Subscription) -> None:
+        """End ``subscription``'s storm and stall: it answers ``201`` at once again."""
+        with self._lock:
+            self._storms.pop(subscription.endpoint_id, None)
+            self._stalls.pop(subscription.endpoint_id, None)
+
     # -- inspection --------------------------------------------------------------------------
+
+    def attempts(self, subscription: Subscription) -> list[PushRequest]:
+        """Every request to ``subscription``'s endpoint, accepted or not, in arrival order."""
+        with self._lock:
+            return [r for r in self._requests if r.endpoint_id == subscription.endpoint_id]
 
     @property
     def requests(self) -> list[PushRequest]:
@@ -576,13 +612,21 @@ class PushService:
         """The next queued answer for this endpoint, else ``201 Created`` with a Location."""
         with self._lock:
             queue = self._scripts.get(subscription.endpoint_id)
-            status, retry_after = queue.popleft() if queue else (201, None)
+            storm = self._storms.get(subscription.endpoint_id, (201, None))
+            status, retry_after = queue.popleft() if queue else storm
         headers: dict[str, str] = {}
         if status == 201:
             headers["Location"] = f"{self.origin}/message/{secrets.token_urlsafe(12)}"
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
         return _Answer(status, headers)
+
+    def _stall(self, path: str) -> None:
+        """Wait as long as the endpoint at ``path`` is told to stall (not past exit)."""
+        with self._lock:
+            seconds = self._stalls.get(path.removeprefix(PUSH_PATH_PREFIX), 0.0)
+        if seconds > 0:
+            self._closing.wait(seconds)
 
     def _record(
         self,
