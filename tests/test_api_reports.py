@@ -181,6 +181,21 @@ def test_same_id_same_content_returns_the_same_report(client, nurse, app):
     assert count(app, Notice) == 1
 
 
+def test_the_answer_to_a_filing_is_the_report_as_read_back(client, nurse):
+    """A new report is answered from memory, without reading it back: it must be exactly
+    what reading it answers (the idempotent repeat reads it from the database)."""
+    body = report_body(
+        risk_flags=["payment_suspected"], notes="seen at the door",
+        child={"sex": "male", "iin": "250115601231", "weight_g": 3100, "condition": "stable",
+               "born_at": (datetime.now(UTC) - timedelta(hours=5)).isoformat()},
+        mother={"iin": "851231300124", "full_name": "Test Mother", "phone": "+77010000000",
+                "birth_date": "1985-12-31", "citizenship": "KZ", "address": "Somewhere 1"})
+    first = post(client, nurse, body)
+    again = post(client, nurse, body)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.get_json() == again.get_json()
+
+
 def test_same_id_with_other_content_is_409_and_the_stored_report_unchanged(client, nurse, app):
     body = report_body()
     first = post(client, nurse, body).get_json()
