@@ -1,23 +1,30 @@
-"""Filing throughput against the health check, over real HTTP to gunicorn.
+"""Filing against the health check, each measured alone, over real HTTP to gunicorn.
 
-Sets up a scratch database (init-db, seed-demo, create-token), starts what the Procfile
-runs (gunicorn with sync workers, and the worker process, which also checkpoints SQLite's
-WAL off the request path), then drives `POST /api/v1/reports` and `GET /healthz` at the
-same time from this process and prints requests, req/s and p50/p99 latency for each,
-their ratio and the goals. Latencies and rates cover the measured window only; errors (any
-status other than 201 for filing and 200 for the health check, or a failed connection) are
-counted over the whole run.
+For each database (SQLite in a scratch directory, PostgreSQL in a scratch database) it
+runs init-db, seed-demo and create-token, then starts exactly what the Procfile runs (its
+`web` line: gunicorn with sync workers and the request log; its `worker` line), and
+alternates the two kinds of request, each alone on the server: `POST /api/v1/reports`
+for a while, then `GET /healthz`, then filing again, and so on (A B A B, `--rounds`
+times), each phase with `--connections` connections after an unrecorded warm-up. Running
+both at once would hide filing's cost: sync workers queue both kinds together, so each
+kind's rate follows the other's.
+
+It prints, per database side by side, each kind's requests, req/s, p50/p95/p99 latency
+and errors over all its rounds, the rate of every round (to show the noise), the isolated
+ratio filing/healthz and the goals, and the load average of the machine before and after
+(other processes on the same cores move every figure). Errors (a status other than 201 for
+filing or 200 for the health check, or a failed connection) are counted over whole phases.
 
 Run from the repository root:
 
-    .venv/bin/python bench/filing.py                      # SQLite in a scratch directory
-    .venv/bin/python bench/filing.py --workers 2 --seconds 20
-    .venv/bin/python bench/filing.py \\
-        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/besik_bench
+    .venv/bin/python bench/filing.py                       # SQLite and PostgreSQL
+    .venv/bin/python bench/filing.py --database sqlite --rounds 2 --seconds 3
+    .venv/bin/python bench/filing.py --postgresql-url \\
+        postgresql+psycopg://postgres@127.0.0.1:5432/besik_filing_bench
 
-A PostgreSQL database must exist and hold no other data than an earlier run of this script
-(its demo data is loaded only when the database is empty). Exit status: 0 after a measurement,
-even when a goal is missed; 1 when any request failed; 2 when the set-up failed.
+The PostgreSQL database is dropped and created afresh, so its name must contain "bench".
+Exit status: 0 after a measurement, even when a goal is missed; 1 when any request failed;
+2 when the set-up failed.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,9 +49,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
+POSTGRESQL_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/besik_bench"
 GOAL_RATIO = 0.30
 GOAL_FILING_P99_MS = 100.0
 MAX_ERRORS_SHOWN = 5
+QUANTILES = (0.50, 0.95, 0.99)
 
 
 class SetupError(RuntimeError):
@@ -52,11 +62,13 @@ class SetupError(RuntimeError):
 
 @dataclass
 class Tally:
-    """What one kind of request did inside the measured window (shared by its threads)."""
+    """What one kind of request did over its measured windows (shared by its threads)."""
 
     name: str
     expected: int
     latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    round_rates: list[float] = field(default_factory=list)
     errors: int = 0
     samples: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,14 +83,23 @@ class Tally:
             if len(self.samples) < MAX_ERRORS_SHOWN:
                 self.samples.append(what)
 
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else float("nan")
+
+    def quantile_ms(self, fraction: float) -> float:
+        return percentile(self.latencies, fraction) * 1000 if self.latencies else float("nan")
+
 
 Request = Callable[[], tuple[str, str, bytes | None, dict[str, str]]]
 
 
+# --- the scratch database and the Procfile's processes (bench/load.py uses these too) ------
+
 def flask_cli(env: dict[str, str], *args: str) -> str:
     """Run `flask --app app ARGS` in the repository; its stdout, or SetupError."""
     done = subprocess.run([str(BIN / "flask"), "--app", "app", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+                          capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         tail = done.stderr[-2000:]
         raise SetupError(f"flask {' '.join(args)} exited {done.returncode}:\n{tail}")
@@ -92,7 +113,70 @@ def free_port() -> int:
         return port
 
 
-def wait_healthy(server: subprocess.Popen[bytes], port: int, timeout: float = 30.0) -> None:
+def fresh_postgresql(url: str) -> None:
+    """Drop and create the bench's PostgreSQL database (only one named as a bench's)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database or ""
+    if "bench" not in name:
+        raise SetupError(f"refusing to drop database {name!r}: its name must contain 'bench'")
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+
+
+def scratch_env(url: str, scratch: Path) -> dict[str, str]:
+    """The environment of every process of one run: demo mode, keys in the scratch dir."""
+    return {**os.environ, "BESIK_ENV": "demo", "DATABASE_URL": url,
+            "SECRET_KEY": "bench-" + "x" * 32,
+            "VAPID_PRIVATE_KEY_FILE": str(scratch / "vapid_private.pem"),
+            "AUDIT_KEY_FILE": str(scratch / "audit.key"),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def prepare_database(url: str, scratch: Path) -> dict[str, str]:
+    """A fresh database with the demo loaded; the environment to run against it."""
+    if url.startswith("postgresql"):
+        fresh_postgresql(url)
+    env = scratch_env(url, scratch)
+    flask_cli(env, "init-db")
+    flask_cli(env, "seed-demo", "--if-empty")
+    flask_cli(env, "vapid-keys")
+    return env
+
+
+def procfile_line(kind: str) -> str:
+    """The command of one Procfile process type (`web`, `worker`)."""
+    for line in (REPO / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == kind:
+            return command.strip()
+    raise SetupError(f"no {kind!r} line in the Procfile")
+
+
+def start_procfile(kind: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A Procfile line under a shell, as honcho runs it; its output appended to `log`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(["/bin/sh", "-c", f"exec {procfile_line(kind)}"], cwd=REPO,
+                                env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_healthy(server: subprocess.Popen[bytes], port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -108,14 +192,39 @@ def wait_healthy(server: subprocess.Popen[bytes], port: int, timeout: float = 30
     raise SetupError(f"/healthz did not answer 200 within {timeout:.0f} s")
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
+@contextmanager
+def procfile_running(env: dict[str, str], workers: int, scratch: Path) -> Iterator[int]:
+    """The Procfile's web (on a free port, `workers` sync workers) and worker; yields the
+    port once /healthz answers."""
+    port = free_port()
+    env = {**env, "HOST": HOST, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    log = scratch / "procfile.log"
+    server = start_procfile("web", env, log)
+    worker = start_procfile("worker", env, log)
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        try:
+            wait_healthy(server, port)
+        except SetupError:
+            sys.stderr.write(log.read_text(errors="replace")[-4000:])
+            raise
+        yield port
+    finally:
+        for process in (server, worker):
+            stop_process(process)
 
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of non-empty `values`."""
+    ordered = sorted(values)
+    rank = max(1, round(fraction * len(ordered) + 0.5))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+# --- the two kinds of request -----------------------------------------------------------------
 
 def filing_request(token: str) -> Request:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -155,100 +264,127 @@ def drive(port: int, make: Request, tally: Tally, measure_from: float, stop: flo
     conn.close()
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of non-empty `values`."""
-    ordered = sorted(values)
-    rank = max(1, round(fraction * len(ordered) + 0.5))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-def measure(port: int, token: str, threads: int, warmup: float, seconds: float
-            ) -> tuple[Tally, Tally]:
-    filing, health = Tally("filing", 201), Tally("healthz", 200)
+def phase(port: int, make: Request, tally: Tally, connections: int, warmup: float,
+          seconds: float) -> None:
+    """One kind alone on the server: `connections` connections, warm-up, then the window."""
+    before = len(tally.latencies)
     measure_from = time.monotonic() + warmup
     stop = measure_from + seconds
-    workers = [threading.Thread(target=drive, args=(port, make, tally, measure_from, stop))
-               for make, tally in ((filing_request(token), filing), (healthz_request, health))
-               for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return filing, health
+    threads = [threading.Thread(target=drive, args=(port, make, tally, measure_from, stop))
+               for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    tally.seconds += seconds
+    tally.round_rates.append((len(tally.latencies) - before) / seconds)
 
 
-def report(filing: Tally, health: Tally, seconds: float) -> None:
-    print(f"{'':8} {'requests':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    rates = {}
-    for tally in (filing, health):
-        count = len(tally.latencies)
-        rates[tally.name] = count / seconds
-        p50, p99 = ((percentile(tally.latencies, q) * 1000 for q in (0.50, 0.99)) if count
-                    else (float("nan"), float("nan")))
-        print(f"{tally.name:8} {count:9d} {rates[tally.name]:9.1f} {p50:8.1f} {p99:8.1f} "
-              f"{tally.errors:7d}")
-        for sample in tally.samples:
-            print(f"  {tally.name} error: {sample}")
-    ratio = rates["filing"] / rates["healthz"] if rates["healthz"] else float("nan")
-    filing_p99 = percentile(filing.latencies, 0.99) * 1000 if filing.latencies else float("inf")
-    print(f"ratio filing/healthz req/s: {ratio:.3f}")
-    print(f"goal ratio >= {GOAL_RATIO:.2f}: {'PASS' if ratio >= GOAL_RATIO else 'MISS'}")
-    print(f"goal filing p99 < {GOAL_FILING_P99_MS:.0f} ms: "
-          f"{'PASS' if filing_p99 < GOAL_FILING_P99_MS else 'MISS'}")
+@dataclass
+class Outcome:
+    database: str
+    filing: Tally
+    health: Tally
+    load_before: str
+    load_after: str
+
+    @property
+    def ratio(self) -> float:
+        return self.filing.rate / self.health.rate if self.health.rate else float("nan")
 
 
-def run(args: argparse.Namespace, scratch: Path) -> int:
-    url = args.database_url or f"sqlite:///{scratch / 'bench.db'}"
-    env = {**os.environ, "BESIK_ENV": "demo", "DATABASE_URL": url,
-           "VAPID_PRIVATE_KEY_FILE": str(scratch / "vapid_private.pem")}
-    flask_cli(env, "init-db")
-    flask_cli(env, "seed-demo", "--if-empty")
-    token = flask_cli(env, "create-token", "--email", "nurse@besik.example").strip()
-    port = free_port()
-    log_path = scratch / "gunicorn.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--worker-class", "sync", "--workers", str(args.workers),
-             "--bind", f"{HOST}:{port}", "app:app"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        worker = subprocess.Popen([str(BIN / "flask"), "--app", "app", "worker"],
-                                  cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        try:
-            wait_healthy(server, port)
-        except SetupError:
-            sys.stderr.write(log_path.read_text(errors="replace")[-4000:])
-            raise
-        kind = url.split(":", 1)[0].split("+", 1)[0]
-        print(f"database {kind}, gunicorn sync workers {args.workers}, "
-              f"{args.threads} filing + {args.threads} healthz connections, "
-              f"{args.warmup:g} s warm-up, {args.seconds:g} s measured")
-        filing, health = measure(port, token, args.threads, args.warmup, args.seconds)
-    finally:
-        for process in (server, worker):
-            stop_process(process)
-    report(filing, health, args.seconds)
-    return 1 if filing.errors or health.errors else 0
+def measure(database: str, url: str, args: argparse.Namespace) -> Outcome:
+    with tempfile.TemporaryDirectory(prefix="besik-bench-") as name:
+        scratch = Path(name)
+        env = prepare_database(url, scratch)
+        token = flask_cli(env, "create-token", "--email", "nurse@besik.example").strip()
+        filing, health = Tally("filing", 201), Tally("healthz", 200)
+        with procfile_running(env, args.workers, scratch) as port:
+            load_before = load_average()
+            print(f"{database}: gunicorn sync workers {args.workers}, {args.connections} "
+                  f"connections, {args.rounds} rounds of {args.seconds:g} s each kind alone "
+                  f"(+{args.warmup:g} s warm-up), load average {load_before}", flush=True)
+            for _ in range(args.rounds):
+                phase(port, filing_request(token), filing, args.connections, args.warmup,
+                      args.seconds)
+                phase(port, healthz_request, health, args.connections, args.warmup,
+                      args.seconds)
+            load_after = load_average()
+    return Outcome(database, filing, health, load_before, load_after)
+
+
+def show(outcomes: list[Outcome]) -> None:
+    width = 22
+    names = [o.database for o in outcomes]
+    print()
+    print(f"{'':24}" + "".join(f"{n:>{width}}" for n in names))
+
+    def row(label: str, values: list[str]) -> None:
+        print(f"{label:24}" + "".join(f"{v:>{width}}" for v in values))
+
+    for kind in ("filing", "health"):
+        tallies = [getattr(o, kind) for o in outcomes]
+        name = tallies[0].name
+        row(f"{name} requests", [str(len(t.latencies)) for t in tallies])
+        row(f"{name} req/s", [f"{t.rate:.1f}" for t in tallies])
+        row(f"{name} req/s by round", [" ".join(f"{r:.0f}" for r in t.round_rates)
+                                       for t in tallies])
+        for q in QUANTILES:
+            row(f"{name} p{round(q * 100)} ms", [f"{t.quantile_ms(q):.1f}" for t in tallies])
+        row(f"{name} errors", [str(t.errors) for t in tallies])
+    row("ratio filing/healthz", [f"{o.ratio:.3f}" for o in outcomes])
+    row("load average before", [o.load_before for o in outcomes])
+    row("load average after", [o.load_after for o in outcomes])
+    row(f"goal ratio >= {GOAL_RATIO:.2f}",
+        ["PASS" if o.ratio >= GOAL_RATIO else "MISS" for o in outcomes])
+    row(f"goal filing p99 < {GOAL_FILING_P99_MS:.0f}",
+        ["PASS" if o.filing.quantile_ms(0.99) < GOAL_FILING_P99_MS else "MISS"
+         for o in outcomes])
+    for outcome in outcomes:
+        for tally in (outcome.filing, outcome.health):
+            for sample in tally.samples:
+                print(f"  {outcome.database} {tally.name} error: {sample}")
+
+
+def databases(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """(name, URL) per database to measure; SQLite's URL is made in the scratch directory."""
+    chosen = []
+    if args.database in ("sqlite", "both"):
+        chosen.append(("sqlite", None))
+    if args.database in ("postgresql", "both"):
+        chosen.append(("postgresql", args.postgresql_url))
+    return chosen
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--postgresql-url", default=POSTGRESQL_URL,
+                        help=f"dropped and created afresh (default {POSTGRESQL_URL})")
     parser.add_argument("--workers", type=int,
                         default=int(os.environ.get("WEB_CONCURRENCY", "3")),
                         help="gunicorn sync workers (default: as the Procfile, "
                              "$WEB_CONCURRENCY or 3)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured duration")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded lead-in")
-    parser.add_argument("--threads", type=int, default=8,
-                        help="connections per kind (filing, healthz)")
-    parser.add_argument("--database-url", help="default: SQLite in the scratch directory")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="filing, then healthz, N times")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured per phase")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unrecorded, per phase")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="besik-bench-") as scratch:
-        try:
-            return run(args, Path(scratch))
-        except SetupError as exc:
-            print(f"setup failed: {exc}", file=sys.stderr)
-            return 2
+    outcomes = []
+    try:
+        for name, url in databases(args):
+            if url is None:
+                with tempfile.TemporaryDirectory(prefix="besik-bench-db-") as where:
+                    outcomes.append(measure(name, f"sqlite:///{where}/bench.db", args))
+            else:
+                outcomes.append(measure(name, url, args))
+    except SetupError as exc:
+        print(f"setup failed: {exc}", file=sys.stderr)
+        return 2
+    print("filing: POST /api/v1/reports (the three required facts, a bearer token); "
+          "healthz: GET /healthz")
+    show(outcomes)
+    return 1 if any(o.filing.errors or o.health.errors for o in outcomes) else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from .config import REPO_ROOT, Settings
 from .db import Database, close_session, writing
 from .deadlines import to_local
 from .errors import init_errors
+from .logs import init_request_log
 
 LOCALES = ("kk", "ru", "en")
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 template_folder=str(REPO_ROOT / "templates"),
                 static_folder=str(REPO_ROOT / "static"))
     _configure(app, settings)
+    init_request_log(app)  # first: its before_request runs even when the gate refuses
     _init_database(app, settings)
     _init_i18n(app)
     init_login(app)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from datetime import date
 from typing import Any, NoReturn, TypeVar
@@ -405,7 +404,6 @@ def worker(once: bool) -> None:
         click.echo(f"escalated {result.escalated} reminded {result.reminded} sent {result.sent} "
                    f"retried {result.retried} failed {result.failed} gone {result.gone}")
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     runner.run_forever(settings.worker_poll_seconds)
 
 

@@ -38,6 +38,12 @@ def make_engine(url: str) -> Engine:
                                hide_parameters=True)
         _tune_sqlite(engine, make_url(url).database)
         return engine
+    # psycopg's prepare_threshold stays at its default (5): a statement run five times on a
+    # connection is prepared, and never preparing (None) cost 0.3-0.6 ms more per statement
+    # here (a filing runs about fifteen). PostgreSQL does then plan the compliance period
+    # queries generically (after five custom plans); at 300,000 reports that was neither
+    # consistently slower nor faster (one region: 239 ms generic against 313 custom; the
+    # country: 392 against 295; medians of 12, on a loaded machine).
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
                          hide_parameters=True)
 

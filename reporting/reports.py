@@ -163,18 +163,12 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
     The caller has found the id new (already_filed). If another request stored it since,
     the INSERT raises IntegrityError, or claiming its reserved reference ReferenceTakenError.
     """
-    reference = cleaned.get("reference")
-    if reference is None:
-        reference = next_reference(session, plan.region_code, now)
-    elif not claim(session, reference, plan.facility.id, cleaned["id"], now):
-        raise ReferenceTakenError({
-            "reference": _l("This reference is not reserved for your facility, or was "
-                            "already used.")})
+    # Everything is built in memory first: the first statement takes SQLite's write lock (and
+    # on PostgreSQL the counter's row lock), which every other filing then waits for.
     child, mother = cleaned["child"], cleaned.get("mother", {})
     filed_at = cleaned.get("filed_at", now)
     report = Report(
         id=cleaned["id"],
-        reference=reference,
         facility=plan.facility, facility_id=plan.facility.id,
         district_id=plan.facility.district_id, reporter=plan.reporter,
         reporter_id=plan.reporter.id, policy_version_id=plan.version_id,
@@ -200,6 +194,14 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
         police_notified_at=report.received_at if AgencyKind.POLICE in kinds else None)
     alerted = [d for n in notices for d in alerts.deliveries_for(
         plan.subscribers[n.agency.id], n, DeliveryKind.NOTICE, now)]
+    reference = cleaned.get("reference")
+    if reference is None:
+        reference = next_reference(session, plan.region_code, now)
+    elif not claim(session, reference, plan.facility.id, cleaned["id"], now):
+        raise ReferenceTakenError({
+            "reference": _l("This reference is not reserved for your facility, or was "
+                            "already used.")})
+    report.reference = reference
     insert_new(session, [report, *notices, *report.deadlines, *alerted])
     audit.record_all(session, [*notice_audit_entries(notices), audit.Entry(
         "report:filed", actor_id=plan.reporter.id, subject=f"report:{report.id}",

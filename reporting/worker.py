@@ -20,7 +20,7 @@ from flask import Flask, current_app
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import alerts, clock, coverage, digests, exports, messages, push, throttle
+from . import alerts, clock, coverage, digests, exports, logs, messages, push, throttle
 from .acknowledgements import issue_ack_token
 from .config import Settings
 from .db import Database
@@ -69,6 +69,7 @@ class Worker:
         """Escalate, remind, deliver everything that is due, then checkpoint SQLite's WAL.
 
         `now` fixes the pass's time (tests); by default each step reads the clock."""
+        started = time.monotonic()
         result = PassResult()
         with self.db.writing() as session:
             result.escalated = alerts.escalate_due(session, now or clock.now())
@@ -83,6 +84,10 @@ class Worker:
                 break
         self.db.checkpoint()  # keeps WAL checkpoints (and their fsync) off requests
         self.record_digests(now or clock.now())
+        if any(vars(result).values()):  # a pass with nothing to do writes no line
+            logs.event(log, "worker:pass",
+                       duration_ms=round((time.monotonic() - started) * 1000, 1),
+                       worker=self.name, **vars(result))
         return result
 
     def check_coverage(self, now: datetime, result: PassResult) -> None:

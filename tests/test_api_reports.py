@@ -181,6 +181,21 @@ def test_same_id_same_content_returns_the_same_report(client, nurse, app):
     assert count(app, Notice) == 1
 
 
+def test_the_answer_to_a_filing_is_the_report_as_read_back(client, nurse):
+    """A new report is answered from memory, without reading it back: it must be exactly
+    what reading it answers (the idempotent repeat reads it from the database)."""
+    body = report_body(
+        risk_flags=["payment_suspected"], notes="seen at the door",
+        child={"sex": "male", "iin": "250115601231", "weight_g": 3100, "condition": "stable",
+               "born_at": (datetime.now(UTC) - timedelta(hours=5)).isoformat()},
+        mother={"iin": "851231300124", "full_name": "Test Mother", "phone": "+77010000000",
+                "birth_date": "1985-12-31", "citizenship": "KZ", "address": "Somewhere 1"})
+    first = post(client, nurse, body)
+    again = post(client, nurse, body)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.get_json() == again.get_json()
+
+
 def test_same_id_with_other_content_is_409_and_the_stored_report_unchanged(client, nurse, app):
     body = report_body()
     first = post(client, nurse, body).get_json()
@@ -203,6 +218,38 @@ def test_same_id_from_another_nurse_is_409(client, nurse, app):
 
 
 # --- reading ----------------------------------------------------------------------------
+
+def _in_one_order(report: dict) -> dict:
+    # Notices sent at the same moment (guardianship and police at filing), and what follows
+    # from them (their deadlines, their timeline events), have no order of their own.
+    return {**report,
+            "notices": sorted(report["notices"], key=lambda n: n["agency"]["code"]),
+            "deadlines": sorted(report["deadlines"], key=lambda d: json.dumps(d)),
+            "timeline": sorted(report["timeline"], key=lambda e: json.dumps(e))}
+
+
+def test_a_listed_report_is_exactly_the_report_as_shown_alone(client, nurse, app):
+    """The list reads its pages without the ORM: each item must be what GET /reports/<id>
+    (the models) answers, acknowledged, acted on, corrected and routed to the police."""
+    plain = post(client, nurse, report_body(notes="first")).get_json()
+    flagged = post(client, nurse, report_body(risk_flags=["payment_suspected"],
+                                              mother={"full_name": "A B"})).get_json()
+    officer = bearer(app, "officer@besik.example")
+    assert client.post(f"/api/v1/reports/{flagged['id']}/acknowledge", headers=officer,
+                       json={"note": "on my way"}).status_code == 200
+    assert client.post(f"/api/v1/reports/{flagged['id']}/actions", headers=officer,
+                       json={"action": "examined", "note": "well"}).status_code == 201
+    assert client.post(f"/api/v1/reports/{plain['id']}/amendments", headers=nurse, json={
+        "changes": {"notes": "second", "child": {"weight_g": 2900}},
+        "reason": "misheard"}).status_code == 201
+    for headers in (nurse, officer, bearer(app, "admin@besik.example"),
+                    bearer(app, "police@besik.example")):
+        listed = client.get("/api/v1/reports", headers=headers).get_json()["items"]
+        assert listed
+        for item in listed:
+            alone = client.get(f"/api/v1/reports/{item['id']}", headers=headers).get_json()
+            assert _in_one_order(item) == _in_one_order(alone)
+
 
 def test_list_is_newest_first_with_a_working_cursor(client, nurse):
     ids = [post(client, nurse, report_body()).get_json()["id"] for _ in range(5)]
