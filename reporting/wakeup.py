@@ -18,7 +18,8 @@ It rings on COMMIT only, never for a rollback:
   socket (no worker), a refused socket (a worker that died; the next worker to start removes
   it) and a full queue (the worker has a wake-up pending already) are all ignored. Each web
   process sends on its own; each worker binds its own socket, so several workers all wake and
-  share the work through their row locks as before.
+  share the work through their row locks as before. The web processes must be able to write
+  the sockets (the same user, as the Procfile runs them), or the worker only polls.
 
 A missed wake-up (a worker restarting, a lost connection, a database path too long for a
 socket) costs latency only: the worker still passes every WORKER_POLL_SECONDS, and listens
