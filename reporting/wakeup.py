@@ -230,6 +230,8 @@ class PostgresListener:
         if self._is_down:
             log.info("listening for wake-ups again")
         self._connection, self._is_down = connection, False
+        self._poll = select.poll()
+        self._poll.register(connection.fileno(), select.POLLIN)
         return True
 
     def _down(self, exc: Exception) -> None:
@@ -247,14 +249,19 @@ class PostgresListener:
             time.sleep(timeout)
             return False
         try:
-            woken = list(self._connection.notifies(timeout=max(0.0, timeout), stop_after=1))
-            if woken:
-                list(self._connection.notifies(timeout=0))  # many commits, one pass
+            # Poll the socket for the whole timeout: psycopg's own notifies() would wake
+            # every 0.1 s to look for Ctrl-C, which an idle worker pays for in CPU.
+            woken = self._drain() or (bool(self._poll.poll(max(0.0, timeout) * 1000))
+                                      and self._drain())
         except psycopg.Error as exc:
             self._down(exc)
             self.close()
             return True
-        return bool(woken)
+        return woken
+
+    def _drain(self) -> bool:
+        # Everything already received: many commits, one pass.
+        return bool(list(self._connection.notifies(timeout=0)))
 
     def close(self) -> None:
         if self._connection is not None:
