@@ -4,8 +4,8 @@ For each database (SQLite in a scratch directory, PostgreSQL in a scratch databa
 the database (init-db, seed-demo, vapid-keys, create-token), starts the real local push service
 of tests/push_service.py in this process (it checks the VAPID JWT against the app's key and
 decrypts the aes128gcm body, as a browser's push service and service worker would), gunicorn
-(2 sync workers) and one push worker (`flask --app app worker`, woken by commits, polling every
-WORKER_POLL_SECONDS as the fallback). It registers one push subscription for
+(2 sync workers) and one push worker, or --workers N (`flask --app app worker`, woken by
+commits, polling every WORKER_POLL_SECONDS as the fallback). It registers one push subscription for
 officer@besik.example through the API and checks the pipeline end to end with one untimed test
 push. Then it files reports as nurse@besik.example at a fixed rate, one connection at a time,
 and records when each POST returned 201 (just after the report was committed) under the id of
@@ -286,29 +286,35 @@ def run(args: argparse.Namespace, url: str | None) -> int:
         nurse, officer = (flask_cli(env, "create-token", "--email", email).strip()
                           for email in (NURSE, OFFICER))
         port = free_port()
-        server_log, worker_log = scratch / "gunicorn.log", scratch / "worker.log"
+        server_log, worker_log = scratch / "gunicorn.log", scratch / "worker0.log"
         server = start([str(BIN / "gunicorn"), "--worker-class", "sync", "--workers", "2",
                         "--bind", f"{HOST}:{port}", "app:app"], env, server_log)
         stack.callback(stop, server)
-        worker = start([str(BIN / "flask"), "--app", "app", "worker"], env, worker_log)
-        stack.callback(stop, worker)
+        workers = []
+        for number in range(args.workers):
+            workers.append(start([str(BIN / "flask"), "--app", "app", "worker"], env,
+                                 scratch / f"worker{number}.log"))
+            stack.callback(stop, workers[-1])
         wait_healthy(server, port, server_log)
         try:
             subscribe(stack, push, port, officer)
         except SetupError as exc:
             raise SetupError(f"{exc}\nworker log:\n{tail(worker_log)}") from exc
-        print(f"== {kind}: gunicorn 2 sync workers, 1 push worker (fallback poll every "
+        print(f"== {kind}: gunicorn 2 sync workers, {args.workers} push worker(s) (fallback "
+              f"poll every "
               f"{args.poll_seconds:g} s); {args.count} reports at {args.rate:g}/s; "
               f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         committed, errors = file_reports(port, nurse, args.count, args.rate)
         with contextlib.suppress(AssertionError):  # a shortfall is reported below as missing
             push.wait_for(len(committed) + 1, timeout=args.timeout)
         time.sleep(max(2.0, 2 * args.poll_seconds))  # let a late duplicate show itself
-        if worker.poll() is not None or "Traceback" in tail(worker_log, 10**6):
-            print(f"worker trouble (exit {worker.poll()}):\n{tail(worker_log)}",
-                  file=sys.stderr)
+        for number, worker in enumerate(workers):
+            log = scratch / f"worker{number}.log"
+            if worker.poll() is not None or "Traceback" in tail(log, 10**6):
+                print(f"worker {number} trouble (exit {worker.poll()}):\n{tail(log)}",
+                      file=sys.stderr)
         status, missed = evaluate(committed, push.requests, errors)
-        cpu = idle_cpu_percent(worker.pid, args.idle_seconds)
+        cpu = idle_cpu_percent(workers[0].pid, args.idle_seconds)
         print(f"idle worker CPU {cpu:.2f} % of one core over {args.idle_seconds:g} s; "
               f"load average {os.getloadavg()[0]:.2f}")
         if cpu > GOAL_IDLE_CPU_PERCENT:
@@ -326,6 +332,8 @@ def main() -> int:
                         help="the scratch PostgreSQL database (its name must contain 'bench')")
     parser.add_argument("--count", type=int, default=100, help="reports to file")
     parser.add_argument("--rate", type=float, default=5.0, help="reports per second")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="push workers (several share the work; none may send twice)")
     parser.add_argument("--poll-seconds", type=float, default=1.0,
                         help="WORKER_POLL_SECONDS of the push worker (the fallback poll)")
     parser.add_argument("--idle-seconds", type=float, default=20.0,
