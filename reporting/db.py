@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import wakeup
 from .errors import DATABASE_DOWN
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -117,6 +118,8 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
+        # After make_engine: on SQLite its commit listener commits, and the ring comes after.
+        wakeup.watch(self.engine)
         # The same pool; its connections take SQLite's write lock at BEGIN.
         self.write_engine = self.engine.execution_options(**_WRITE)
         self._readers = sessionmaker(bind=self.engine, expire_on_commit=False)
@@ -153,6 +156,11 @@ class Database:
             raise
         finally:
             session.close()
+
+    def listen(self) -> wakeup.Listener:
+        """What the worker waits on between passes: woken when a transaction that queued
+        work commits (wakeup.py)."""
+        return wakeup.listen(self.engine)
 
     def checkpoint(self) -> None:
         """Copy SQLite's WAL into the database file without blocking anyone (PASSIVE)."""

@@ -137,8 +137,11 @@ class Worker:
                 time.sleep(RENDER_EVERY.total_seconds())
 
     def run_forever(self, poll_seconds: float) -> None:
-        """Poll until killed; a new notice is picked up within one poll interval."""
-        log.info("worker %s started, polling every %ss", self.name, poll_seconds)
+        """Pass whenever a transaction that queued work commits, and at least every
+        `poll_seconds` (what falls due by the clock: escalations, retries; a missed wake-up)."""
+        wakeup = self.db.listen()  # before the first pass: nothing committed meanwhile is lost
+        log.info("worker %s started, woken by commits, polling every %ss", self.name,
+                 poll_seconds)
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         threading.Thread(target=self._render_forever, args=(app,), name="export-lines",
                          daemon=True).start()
@@ -150,7 +153,7 @@ class Worker:
                 log.warning("worker pass failed: database unavailable (%s)", type(exc).__name__)
             except Exception:  # keep alerting: one bad pass must not stop the worker
                 log.exception("worker pass failed")
-            time.sleep(max(0.0, poll_seconds - (time.monotonic() - started)))
+            wakeup.wait(max(0.0, poll_seconds - (time.monotonic() - started)))
 
     def claim(self, now: datetime) -> list[int]:
         """Lease up to BATCH due deliveries to this worker.
