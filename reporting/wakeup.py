@@ -39,7 +39,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, exc
 
 log = logging.getLogger("besik.wakeup")
 
@@ -69,7 +69,10 @@ def watch(engine: Engine) -> None:
         return  # an in-memory database has no other process to wake
 
     def forget(connection: Any) -> None:
-        connection.info.pop(_QUEUED, None)
+        # Rolling back a connection the database cut: it is invalid, its info out of reach
+        # (asking raises), and the next transaction's begin forgets for it.
+        with contextlib.suppress(exc.SQLAlchemyError):
+            connection.info.pop(_QUEUED, None)
 
     def executed(connection: Any, statement: Any, *_: Any) -> None:
         if _inserts_work(statement):
