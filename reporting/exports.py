@@ -31,6 +31,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -384,21 +385,20 @@ def _rows_statement(filters: Filters, has_after: bool, has_last: bool, now: date
         "ORDER BY r.received_at, r.id"), sql.params
 
 
-def _slots(session: Session, filters: Filters, lines: tuple[str, str, datetime] | None
-           ) -> tuple[int, int]:
+def _slots(session: Session, filters: Filters, kept: KeptLines | None) -> tuple[int, int]:
     """How many notices and deadlines the busiest exported report has (at least 1 each): a
-    line rendered ahead knows its own (`lines`: language, fingerprint, now), any other
-    report is counted."""
-    def most(model: Any, kept: Any) -> Any:
-        counted = (select(func.count()).select_from(model)
-                   .where(model.report_id == Report.id).scalar_subquery())
-        return func.max(counted if kept is None else func.coalesce(kept, counted))
+    line rendered ahead knows its own, any other report is counted."""
+    def counted(model: Any) -> Any:
+        return (select(func.count()).select_from(model)
+                .where(model.report_id == Report.id).scalar_subquery())
 
-    line = ExportLine if lines is not None else None
-    query = select(most(Notice, line and line.notices), most(Deadline, line and line.deadlines))
-    if lines is not None:
-        query = _with_lines(query, *lines)
-    notices, deadlines = session.execute(_filtered(query.select_from(Report), filters)).one()
+    if kept is None:
+        query = select(func.max(counted(Notice)), func.max(counted(Deadline))).select_from(Report)
+    else:
+        joined, line = _with_lines(select(), kept, session.get_bind().dialect.name)
+        query = joined.add_columns(func.max(func.coalesce(line.notices, counted(Notice))),
+                                   func.max(func.coalesce(line.deadlines, counted(Deadline))))
+    notices, deadlines = session.execute(_filtered(query, filters)).one()
     return max(1, notices or 0), max(1, deadlines or 0)
 
 
@@ -506,10 +506,9 @@ def _line_batches(session: Session, export: Export, kept: str, notice_slots: int
     filters, now = export.filters, export.now
     dialect = session.get_bind().dialect.name
     # received_at as the driver gives it: only the batch's last one is needed, as a moment.
-    lines = (_with_lines(select(literal_column("reports.received_at").label("received"),
-                                Report.id, ExportLine.head, ExportLine.tail,
-                                ExportLine.notices, ExportLine.deadlines),
-                         export.language, kept, now)
+    joined, line = _with_lines(select(), KeptLines(export.language, kept, now), dialect)
+    lines = (joined.add_columns(literal_column("reports.received_at").label("received"),
+                                Report.id, line.head, line.tail, line.notices, line.deadlines)
              .order_by(Report.received_at, Report.id).limit(BATCH))
     first, following = (_filtered(lines, chosen) for chosen in (
         filters, replace(filters, first_day=None)))
@@ -546,16 +545,35 @@ def _line_batches(session: Session, export: Export, kept: str, notice_slots: int
         after = (_as_moment(rows[-1].received), rows[-1].id)
 
 
-def _with_lines(query: Select, language: str, kept: str, now: datetime) -> Select:
-    """`query` over reports, each joined to its line in `language` where that is still true:
-    rendered from the report's revision as it is, with the same fingerprint, and showing no
-    deadline as pending that has fallen due since."""
+@dataclass(frozen=True)
+class KeptLines:
+    """Which lines rendered ahead an export may copy: of this language and fingerprint, and
+    true at `now`."""
+
+    language: str
+    fingerprint: str
+    now: datetime
+
+
+def _with_lines(query: Select, kept: KeptLines, dialect: str) -> tuple[Select, Any]:
+    """`query` over reports, each joined to its line where that is still true (rendered from
+    the report's revision as it is, with the same fingerprint, showing no deadline as pending
+    that has fallen due since); with the line's columns (head, tail, notices, deadlines,
+    report_id) to select.
+
+    PostgreSQL looks each line up by its key in a LATERAL subquery: as a plain join, a
+    table grown since its last ANALYZE (the worker's first pass) was planned as one to read
+    whole for every report."""
     line = ExportLine
-    return query.select_from(Report).outerjoin(line, and_(
-        line.language == language, line.received_at == Report.received_at,
-        line.report_id == Report.id, line.revision == Report.revision,
-        line.fingerprint == kept, line.rendered_at <= now,
-        or_(line.stale_at.is_(None), line.stale_at > now)))
+    still_true = and_(line.language == kept.language, line.received_at == Report.received_at,
+                      line.report_id == Report.id, line.revision == Report.revision,
+                      line.fingerprint == kept.fingerprint, line.rendered_at <= kept.now,
+                      or_(line.stale_at.is_(None), line.stale_at > kept.now))
+    if dialect == "postgresql":
+        found = (select(line.head, line.tail, line.notices, line.deadlines, line.report_id)
+                 .where(still_true).lateral("kept_line"))
+        return query.select_from(Report).outerjoin(found, true()), found.c
+    return query.select_from(Report).outerjoin(line, still_true), line.__table__.c
 
 
 def _fresh_lines(batches: Iterator[Sequence[Sequence[Any]]], export: Export
@@ -651,7 +669,8 @@ def render_ahead(db: Database, now: datetime, languages: Sequence[str] | None = 
         while True:
             with db.reading() as session, force_locale(language):
                 keys = session.execute(_sweep_query(fingerprint(session), language, now,
-                                                    after, chunk)).all()
+                                                    after, chunk,
+                                                    session.get_bind().dialect.name)).all()
                 missing = [key.id for key in keys if key.kept is None]
                 rendered = render_lines(session, missing, language, now) if missing else []
             if rendered:
@@ -666,11 +685,11 @@ def render_ahead(db: Database, now: datetime, languages: Sequence[str] | None = 
 
 
 def _sweep_query(kept: str, language: str, now: datetime, after: tuple[datetime, str] | None,
-                 chunk: int) -> Select:
+                 chunk: int, dialect: str) -> Select:
     """The next `chunk` reports before `after` (newest first), each with its line if that is
     still true (kept)."""
-    query = (_with_lines(select(Report.received_at, Report.id,
-                                ExportLine.report_id.label("kept")), language, kept, now)
+    joined, line = _with_lines(select(), KeptLines(language, kept, now), dialect)
+    query = (joined.add_columns(Report.received_at, Report.id, line.report_id.label("kept"))
              .order_by(Report.received_at.desc(), Report.id.desc()).limit(chunk))
     if after is not None:  # written out, so that both databases bound the index scan
         query = query.where(Report.received_at <= after[0],
@@ -729,7 +748,8 @@ def stream(session: Session, export: Export) -> Iterator[bytes]:
         uses_lines = export.format is ExportFormat.CSV and export.use_lines
         kept = fingerprint(session) if uses_lines else ""
         notice_slots, deadline_slots = _slots(
-            session, export.filters, (export.language, kept, export.now) if uses_lines else None)
+            session, export.filters,
+            KeptLines(export.language, kept, export.now) if uses_lines else None)
         header = _header(notice_slots, deadline_slots)
         head_row = session.get(AuditHead, 1)
         export.head = (head_row.seq, head_row.hash) if head_row else (0, audit.GENESIS)
