@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import Select, exists, select
+from sqlalchemy import ColumnElement, Select, String, cast, exists, literal, or_, select
 
 from .errors import ForbiddenError
-from .models import District, Facility, Notice, Report, Role, User
+from .models import Agency, AuditEntry, District, Facility, Notice, Report, Role, User
 from .tokens import bearer_token
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,6 +97,32 @@ def init_access(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(gate)
     app.before_request(check_csrf)
+
+
+def visible_audit(user: User) -> ColumnElement[bool] | None:
+    """Which audit entries an admin may read: the country's admins all (None); a region's
+    admin those about the region's reports, their notices and its people, and those its
+    people wrote (never another region's, nor the country's policy and calendar)."""
+    if user.region_id is None:
+        return None
+    facilities = select(Facility.id).join(District).where(District.region_id == user.region_id)
+    agencies = select(Agency.id).where(Agency.region_id == user.region_id)
+    people = select(User.id).where(or_(User.region_id == user.region_id,
+                                       User.facility_id.in_(facilities),
+                                       User.agency_id.in_(agencies)))
+    reports = select(Report.id).where(Report.facility_id.in_(facilities))
+    notices = select(Notice.id).where(or_(Notice.agency_id.in_(agencies),
+                                          Notice.report_id.in_(reports)))
+    return or_(AuditEntry.actor_id.in_(people),
+               AuditEntry.subject.in_(_subjects("report", reports)),
+               AuditEntry.subject.in_(_subjects("notice", notices)),
+               AuditEntry.subject.in_(_subjects("user", people)))
+
+
+def _subjects(kind: str, ids: Select[Any]) -> Select[Any]:
+    """`ids` as audit subjects of one kind ('report:<id>')."""
+    column = ids.selected_columns[0]
+    return ids.with_only_columns(literal(f"{kind}:") + cast(column, String))
 
 
 def visible_reports(user: User) -> Select[Report]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from . import clock
@@ -126,11 +126,13 @@ def verify(session: Session, batch: int = 5000) -> Verification:
 
 
 def page(session: Session, *, first_day: date | None, last_day: date | None,
-         event: str | None, before_seq: int | None, limit: int
-         ) -> tuple[list[AuditEntry], int | None]:
-    """Entries newest first, within Almaty days and an event (a tag or its prefix), and
-    the cursor of the next page."""
+         event: str | None, before_seq: int | None, limit: int,
+         scope: ColumnElement[bool] | None = None) -> tuple[list[AuditEntry], int | None]:
+    """Entries newest first, within Almaty days and an event (a tag or its prefix) and a
+    reader's scope (access.visible_audit), and the cursor of the next page."""
     query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit + 1)
+    if scope is not None:
+        query = query.where(scope)
     if first_day is not None:
         query = query.where(AuditEntry.at >= start_of_local_day(first_day))
     if last_day is not None:

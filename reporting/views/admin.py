@@ -13,7 +13,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from .. import audit, charts, clock, compliance, coverage, labels, people, places
-from ..access import allow
+from ..access import allow, visible_audit
 from ..bodies import (
     AGENCY_CHANGE,
     AGENCY_NEW,
@@ -118,7 +118,7 @@ def audit_page() -> Any:
         entries, next_cursor = audit.page(
             session, first_day=query.get("from"), last_day=query.get("to"),
             event=query.get("event"), before_seq=query.get("cursor"),
-            limit=query.get("limit", 100))
+            limit=query.get("limit", 100), scope=visible_audit(current_user))
         names = audit.actor_names(session, entries)
     older: dict[str, Any] = args | {"cursor": str(next_cursor)}
     older_url = url_for("admin.audit_page", **older) if next_cursor else None

@@ -30,7 +30,14 @@ from .. import (
     viewing,
     xlsx,
 )
-from ..access import PUBLIC, SIGNED_IN, allow, token_authenticated, visible_reports
+from ..access import (
+    PUBLIC,
+    SIGNED_IN,
+    allow,
+    token_authenticated,
+    visible_audit,
+    visible_reports,
+)
 from ..acknowledgements import acknowledge, acknowledge_with_token
 from ..actions import record_action
 from ..amendments import AMENDING_ROLES, amend_report, clean_amendment
@@ -268,7 +275,8 @@ def list_audit() -> Any:
     with reading() as session:
         entries, next_cursor = audit.page(
             session, first_day=args.get("from"), last_day=args.get("to"),
-            event=args.get("event"), before_seq=args.get("cursor"), limit=limit)
+            event=args.get("event"), before_seq=args.get("cursor"), limit=limit,
+            scope=visible_audit(current_user))
         names = audit.actor_names(session, entries)
     return jsonify(items=[{"seq": e.seq, "at": iso(e.at), "event": e.tag,
                            "actor": ({"id": e.actor_id, "name": names.get(e.actor_id, "")}
