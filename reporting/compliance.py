@@ -266,30 +266,34 @@ def _by_key(values: Select, counted: tuple[str, ...]) -> Subquery:
     """Per key of `values` (columns key, value and the flags named in `counted`): its rows,
     how many of them hold each flag, and the median and 90th percentile (nearest rank) of
     value, NULLs left out. As a subquery (key, rows, *counted, median, p90) to join: window
-    functions, SQLite and PostgreSQL alike, no rows brought to Python, and the values sorted
-    once for everything."""
-    # Materialized: SQLite would otherwise compute each value again wherever the query
-    # names it (the window's order, its count, the aggregates), at twice the cost.
-    inner = values.cte("by_key_values").prefix_with("MATERIALIZED")
-    # One window, spelled the same for both functions, so that the database sorts and walks
-    # the rows once; NULLs last, so that the values rank 1..n; its frame is the whole
-    # partition, so count(value) is the key's n.
+    functions, SQLite and PostgreSQL alike, no rows brought to Python.
+
+    Every figure comes from one window, spelled the same each time, so that the database
+    sorts the rows once (by key, then value, NULLs last so that the values rank 1..n) and
+    walks them once; its frame is the whole partition, so its aggregates are the key's.
+    Only the few rows at the ranks wanted then go on to the grouping (SQLite groups by
+    sorting: grouping every row would sort them all again)."""
+    inner = values.subquery()
     key, order = inner.c.key, inner.c.value.asc().nulls_last()
+
+    def whole(function: Any) -> Any:
+        return function.over(partition_by=key, order_by=order, rows=(None, None))
+
     ranked = select(
-        inner,
-        func.row_number().over(partition_by=key, order_by=order, rows=(None, None))
-        .label("rank"),
-        func.count(inner.c.value).over(partition_by=key, order_by=order, rows=(None, None))
-        .label("n")).subquery()
+        key, inner.c.value, whole(func.row_number()).label("rank"),
+        whole(func.count(inner.c.value)).label("n"), whole(func.count()).label("rows"),
+        *(whole(func.sum(case((inner.c[name], 1), else_=0))).label(name)
+          for name in counted)).subquery()
     # Integer division picks the middle row (odd n) or both middle rows (even n); with no
-    # value at all, a rank names a NULL, which the aggregates skip.
+    # value at all, a rank names a NULL, which the aggregates skip. Rank 1 keeps every key.
     low, high = (ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2
     p90_rank = (ranked.c.n * 9 + 9) // 10
     return (select(
-        ranked.c.key, func.count().label("rows"),
-        *(_count_if(ranked.c[name]).label(name) for name in counted),
+        ranked.c.key, func.max(ranked.c.rows).label("rows"),
+        *(func.max(ranked.c[name]).label(name) for name in counted),
         func.avg(case((ranked.c.rank.in_([low, high]), ranked.c.value))).label("median"),
         func.max(case((ranked.c.rank == p90_rank, ranked.c.value))).label("p90"))
+        .where(ranked.c.rank.in_([1, low, high, p90_rank]))
         .group_by(ranked.c.key).subquery())
 
 
