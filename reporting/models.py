@@ -539,12 +539,16 @@ class ExportLine(Base):
     # In the export's own order, (language, received_at, report_id): an export reads a range
     # of lines beside its range of reports. (A line is larger than SQLite keeps inside an
     # index's page: a WITHOUT ROWID table would spill every line to overflow pages.)
+    # Whether a line is still true, from an index alone: the worker's pass over every report
+    # never reads the lines themselves.
+    __table_args__ = (Index("ix_export_lines_truth", "language", "received_at", "report_id",
+                            "revision", "fingerprint", "rendered_at", "stale_at"),)
     language: Mapped[str] = mapped_column(String(8), primary_key=True)
     received_at: Mapped[utc] = mapped_column(primary_key=True)
     report_id: Mapped[str] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"),
                                            primary_key=True)
     revision: Mapped[int] = mapped_column(Integer)
-    fingerprint: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(16))
     rendered_at: Mapped[utc]
     stale_at: Mapped[utc_opt]
     # How many notices and deadlines the line holds: the export pads them to its own slots.

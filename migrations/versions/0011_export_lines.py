@@ -73,7 +73,7 @@ def upgrade() -> None:
         sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('report_id', sa.String(length=36), nullable=False),
         sa.Column('revision', sa.Integer(), nullable=False),
-        sa.Column('fingerprint', sa.String(length=64), nullable=False),
+        sa.Column('fingerprint', sa.String(length=16), nullable=False),
         sa.Column('rendered_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('stale_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('notices', sa.Integer(), nullable=False),
@@ -82,6 +82,9 @@ def upgrade() -> None:
         sa.Column('tail', sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(['report_id'], ['reports.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('language', 'received_at', 'report_id'))
+    op.create_index('ix_export_lines_truth', 'export_lines',
+                    ['language', 'received_at', 'report_id', 'revision', 'fingerprint',
+                     'rendered_at', 'stale_at'])
     triggers = (POSTGRESQL_TRIGGERS if op.get_bind().dialect.name == 'postgresql'
                 else SQLITE_TRIGGERS)
     for statement in triggers:
@@ -98,6 +101,7 @@ def downgrade() -> None:
     if is_postgresql:
         op.execute('DROP FUNCTION besik_report_part_revision()')
         op.execute('DROP FUNCTION besik_report_revision()')
+    op.drop_index('ix_export_lines_truth', table_name='export_lines')
     op.drop_table('export_lines')
     op.drop_index('ix_reports_received_at_id', table_name='reports')
     with op.batch_alter_table('reports', schema=None) as batch_op:
