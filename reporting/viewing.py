@@ -7,7 +7,7 @@ import functools
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Insert, bindparam, select
+from sqlalchemy import ColumnElement, Exists, Insert, exists
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -15,9 +15,6 @@ from . import audit
 from .models import ReportView, table_of
 
 _VIEWS = table_of(ReportView)
-_SEEN = select(_VIEWS.c.report_id).where(
-    _VIEWS.c.session_key == bindparam("session_key"),
-    _VIEWS.c.report_id.in_(bindparam("report_ids", expanding=True)))
 
 
 def record_view(session: Session, user_id: int, report_id: str, via: str,
@@ -27,13 +24,12 @@ def record_view(session: Session, user_id: int, report_id: str, via: str,
                  data={"via": via}, now=now)
 
 
-def unseen(session: Session, session_key: str, report_ids: Sequence[str]) -> list[str]:
-    """The listed reports this session has not been recorded viewing yet (a read)."""
-    if not report_ids:
-        return []
-    seen = set(session.scalars(_SEEN, {"session_key": session_key,
-                                       "report_ids": list(report_ids)}))
-    return [report_id for report_id in report_ids if report_id not in seen]
+def seen_by(session_key: str, report_id: ColumnElement[str]) -> Exists:
+    """Whether this session was already recorded viewing the report `report_id` names: a
+    column of the list's own statement (its primary key answers it), not a statement of
+    its own."""
+    return exists().where(_VIEWS.c.session_key == session_key,
+                          _VIEWS.c.report_id == report_id)
 
 
 def record_listed(session: Session, user_id: int, session_key: str,
