@@ -107,7 +107,7 @@ class Rendered:
     stamp: tuple[Any, ...]
     rendered_at: datetime
     stale_at: datetime | None
-    body: dict[str, Any]
+    text: str
 
 
 class RenderedReports:
@@ -118,16 +118,15 @@ class RenderedReports:
         self._bodies: OrderedDict[str, Rendered] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, report_id: str, stamp: tuple[Any, ...], now: datetime
-            ) -> dict[str, Any] | None:
-        """The body rendered from this stamp, unless the time has moved it since."""
+    def get(self, report_id: str, stamp: tuple[Any, ...], now: datetime) -> str | None:
+        """The body (JSON) rendered from this stamp, unless the time has moved it since."""
         with self._lock:
             kept = self._bodies.get(report_id)
             if kept is None or kept.stamp != stamp or now < kept.rendered_at \
                     or (kept.stale_at is not None and now >= kept.stale_at):
                 return None
             self._bodies.move_to_end(report_id)
-            return kept.body
+            return kept.text
 
     def put(self, report_id: str, rendered: Rendered) -> None:
         with self._lock:
@@ -145,23 +144,26 @@ def rendered_reports(app: Flask) -> RenderedReports:
 
 
 Render = Callable[[Sequence[Report], datetime], list[dict[str, Any]]]
+Encode = Callable[[Any], str]
 
 
 @dataclass(frozen=True)
 class Page:
-    """Up to `limit` bodies, newest first; the last one's (received_at, id) when more
-    follow; the reports this session was already recorded viewing."""
+    """Up to `limit` bodies (each as JSON), newest first; the last one's (received_at, id)
+    when more follow; the reports this session was already recorded viewing."""
 
-    items: list[dict[str, Any]]
+    items: list[str]
     ids: list[str]
     more_after: tuple[datetime, str] | None
     seen: frozenset[str]
 
 
 def list_page(session: Session, query: Select[Any], limit: int, session_key: str,
-              now: datetime, render: Render, kept: RenderedReports) -> Page:
+              now: datetime, render: Render, encode: Encode, kept: RenderedReports) -> Page:
     """The first `limit` reports `query` (a select of Report, filtered and ordered) finds, as
-    `render` shows them at `now`: unchanged ones from `kept`, the others read and rendered."""
+    `render` shows them at `now` and `encode` writes them: unchanged ones from `kept`, the
+    others read, rendered and written (encoding a page's fifty bodies cost more than the rest
+    of a poll of unchanged ones)."""
     rows = session.execute(
         query.limit(limit + 1).with_only_columns(
             *_REPORTS.c, _FACILITY.c.code.label("facility_code"),
@@ -179,10 +181,10 @@ def list_page(session: Session, query: Select[Any], limit: int, session_key: str
     if missing:
         reports = _reports(session, missing)
         for report, body in zip(reports, render(reports, now), strict=True):
-            bodies[report.id] = body
-            kept.put(report.id, Rendered(stamps[report.id], now, _stale_at(report, now), body))
+            text = bodies[report.id] = encode(body)
+            kept.put(report.id, Rendered(stamps[report.id], now, _stale_at(report, now), text))
     last = shown[-1] if shown and len(rows) > limit else None
-    return Page(items=[cast(dict[str, Any], bodies[row.id]) for row in shown],
+    return Page(items=[cast(str, bodies[row.id]) for row in shown],
                 ids=[row.id for row in shown],
                 more_after=(last.received_at, last.id) if last is not None else None,
                 seen=frozenset(row.id for row in shown if row.is_seen))
