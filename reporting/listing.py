@@ -60,8 +60,9 @@ _FACILITY = Facility.__table__.alias("listed_facility")
 _REPORTER = User.__table__.alias("listed_reporter")
 _ACKNOWLEDGER = User.__table__.alias("acknowledger")
 _PERSON = User.__table__.alias("person")
-_EXTRA = ("facility_code", "facility_name", "reporter_name", "is_seen", "notices_stamp",
-          "actions_stamp", "amendments_stamp")
+_NAMES = (_FACILITY.c.code.label("facility_code"), _FACILITY.c.name.label("facility_name"),
+          _REPORTER.c.name.label("reporter_name"))
+_EXTRA = [column.key for column in _NAMES]
 RENDERED_KEPT = 5_000  # bodies per web process, a few KB each
 
 
@@ -100,6 +101,12 @@ def _people_stamp(table: Any, person_id: str) -> Any:
     return (select(func.aggregate_strings(_text(record.c.id) + ":" + _text(person.c.name), ";"))
             .select_from(record.join(person, person.c.id == record.c[person_id]))
             .where(record.c.report_id == _REPORTS.c.id).correlate(_REPORTS).scalar_subquery())
+
+
+# Built once: a poll's statement is put together from them, not these subqueries afresh.
+_STAMP_COLUMNS = (_REPORTS.c.revision, *_NAMES, _notices_stamp().label("notices_stamp"),
+                  _people_stamp(_ACTIONS, "user_id").label("actions_stamp"),
+                  _people_stamp(_AMENDMENTS, "author_id").label("amendments_stamp"))
 
 
 @dataclass(frozen=True)
@@ -164,14 +171,12 @@ def list_page(session: Session, query: Select[Any], limit: int, session_key: str
     `render` shows them at `now` and `encode` writes them: unchanged ones from `kept`, the
     others read, rendered and written (encoding a page's fifty bodies cost more than the rest
     of a poll of unchanged ones)."""
+    # Only what tells a kept body from a stale one: a poll's reports are mostly kept, and
+    # reading each one's whole row (its JSON and a dozen times) would cost more than that.
     rows = session.execute(
         query.limit(limit + 1).with_only_columns(
-            *_REPORTS.c, _FACILITY.c.code.label("facility_code"),
-            _FACILITY.c.name.label("facility_name"), _REPORTER.c.name.label("reporter_name"),
-            viewing.seen_by(session_key, _REPORTS.c.id).label("is_seen"),
-            _notices_stamp().label("notices_stamp"),
-            _people_stamp(_ACTIONS, "user_id").label("actions_stamp"),
-            _people_stamp(_AMENDMENTS, "author_id").label("amendments_stamp"))
+            _REPORTS.c.id, _REPORTS.c.received_at,
+            viewing.seen_by(session_key, _REPORTS.c.id).label("is_seen"), *_STAMP_COLUMNS)
         .join(_FACILITY, _FACILITY.c.id == _REPORTS.c.facility_id)
         .join(_REPORTER, _REPORTER.c.id == _REPORTS.c.reporter_id)).all()
     shown = rows[:limit]
@@ -179,7 +184,11 @@ def list_page(session: Session, query: Select[Any], limit: int, session_key: str
     bodies = {row.id: kept.get(row.id, stamps[row.id], now) for row in shown}
     missing = [row for row in shown if bodies[row.id] is None]
     if missing:
-        reports = _reports(session, missing)
+        reports = _reports(session, session.execute(
+            select(*_REPORTS.c, *_NAMES)
+            .join(_FACILITY, _FACILITY.c.id == _REPORTS.c.facility_id)
+            .join(_REPORTER, _REPORTER.c.id == _REPORTS.c.reporter_id)
+            .where(_REPORTS.c.id.in_([row.id for row in missing]))).all())
         for report, body in zip(reports, render(reports, now), strict=True):
             text = bodies[report.id] = encode(body)
             kept.put(report.id, Rendered(stamps[report.id], now, _stale_at(report, now), text))
@@ -191,8 +200,7 @@ def list_page(session: Session, query: Select[Any], limit: int, session_key: str
 
 
 def _stamp(row: Any) -> tuple[Any, ...]:
-    return (row.revision, row.facility_code, row.facility_name, row.reporter_name,
-            row.notices_stamp, row.actions_stamp, row.amendments_stamp)
+    return tuple(getattr(row, column.key) for column in _STAMP_COLUMNS)
 
 
 def _stale_at(report: Report, now: datetime) -> datetime | None:
@@ -204,8 +212,8 @@ def _stale_at(report: Report, now: datetime) -> datetime | None:
 
 
 def _reports(session: Session, rows: Sequence[Any]) -> list[Report]:
-    """The page's reports (`rows` of the page's statement), each with its facility,
-    reporter, notices, deadlines, amendments and actions."""
+    """These reports (`rows`: their columns and _NAMES), each with its facility, reporter,
+    notices, deadlines, amendments and actions."""
     reports = {row.id: _report(row) for row in rows}
     ids = list(reports)
     for notice in session.execute(
@@ -228,7 +236,7 @@ def _reports(session: Session, rows: Sequence[Any]) -> list[Report]:
     _attach_with_person(session, reports, _AMENDMENTS, "author_id", "author", "amendments")
     _attach_with_person(session, reports, _ACTIONS, "user_id", "user", "actions")
     # Read-only records shaped like the models: present and evidence read them the same way.
-    return [cast(Report, reports[row.id]) for row in rows]
+    return [cast(Report, report) for report in reports.values()]
 
 
 def _report(row: Any) -> SimpleNamespace:
