@@ -7,7 +7,7 @@ import functools
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Insert, bindparam, select
+from sqlalchemy import ColumnElement, Exists, Insert, String, bindparam, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -15,9 +15,6 @@ from . import audit
 from .models import ReportView, table_of
 
 _VIEWS = table_of(ReportView)
-_SEEN = select(_VIEWS.c.report_id).where(
-    _VIEWS.c.session_key == bindparam("session_key"),
-    _VIEWS.c.report_id.in_(bindparam("report_ids", expanding=True)))
 
 
 def record_view(session: Session, user_id: int, report_id: str, via: str,
@@ -27,13 +24,12 @@ def record_view(session: Session, user_id: int, report_id: str, via: str,
                  data={"via": via}, now=now)
 
 
-def unseen(session: Session, session_key: str, report_ids: Sequence[str]) -> list[str]:
-    """The listed reports this session has not been recorded viewing yet (a read)."""
-    if not report_ids:
-        return []
-    seen = set(session.scalars(_SEEN, {"session_key": session_key,
-                                       "report_ids": list(report_ids)}))
-    return [report_id for report_id in report_ids if report_id not in seen]
+def seen_by(session_key: str, report_id: ColumnElement[str]) -> Exists:
+    """Whether this session was already recorded viewing the report `report_id` names: a
+    column of the list's own statement (its primary key answers it), not a statement of
+    its own."""
+    return exists().where(_VIEWS.c.session_key == session_key,
+                          _VIEWS.c.report_id == report_id)
 
 
 def record_listed(session: Session, user_id: int, session_key: str,
@@ -42,10 +38,16 @@ def record_listed(session: Session, user_id: int, session_key: str,
     got there first wins its rows); audited. Returns how many were new."""
     if not report_ids:
         return 0
-    statement = _insert_ignoring_duplicates(session.get_bind().dialect.name)
-    inserted = session.connection().execute(statement, [
-        {"session_key": session_key, "report_id": report_id, "user_id": user_id,
-         "first_at": now} for report_id in report_ids]).scalars().all()
+    dialect = session.get_bind().dialect.name
+    rows = {"session_key": session_key, "user_id": user_id, "first_at": now}
+    if dialect == "postgresql":
+        result = session.connection().execute(_insert_unnested(), {
+            **rows, "report_ids": list(report_ids)})
+    else:
+        result = session.connection().execute(_insert_ignoring_duplicates(), [
+            {**rows, "report_id": report_id} for report_id in report_ids])
+    new = set(result.scalars())
+    inserted = [report_id for report_id in report_ids if report_id in new]
     audit.record_all(session, [audit.Entry("report:viewed", actor_id=user_id,
                                            subject=f"report:{report_id}",
                                            data={"via": "list"}) for report_id in inserted],
@@ -54,7 +56,23 @@ def record_listed(session: Session, user_id: int, session_key: str,
 
 
 @functools.cache
-def _insert_ignoring_duplicates(dialect: str) -> Insert:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (insert(_VIEWS).on_conflict_do_nothing(index_elements=["session_key", "report_id"])
+def _insert_unnested() -> Insert:
+    """PostgreSQL: the page's ids as one array, in one statement of one text (prepared once
+    run often), rather than one INSERT per row (psycopg's executemany) or a VALUES list
+    compiled afresh for each count of rows."""
+    source = select(bindparam("session_key", type_=_VIEWS.c.session_key.type),
+                    func.unnest(bindparam("report_ids", type_=postgresql.ARRAY(String))),
+                    bindparam("user_id", type_=_VIEWS.c.user_id.type),
+                    bindparam("first_at", type_=_VIEWS.c.first_at.type))
+    return (postgresql.insert(_VIEWS)
+            .from_select(["session_key", "report_id", "user_id", "first_at"], source)
+            .on_conflict_do_nothing(index_elements=["session_key", "report_id"])
+            .returning(_VIEWS.c.report_id))
+
+
+@functools.cache
+def _insert_ignoring_duplicates() -> Insert:
+    """SQLite: one row per id (SQLAlchemy sends them as one statement there)."""
+    return (sqlite.insert(_VIEWS)
+            .on_conflict_do_nothing(index_elements=["session_key", "report_id"])
             .returning(_VIEWS.c.report_id))

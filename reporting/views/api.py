@@ -164,16 +164,22 @@ def list_reports() -> Any:
         query = query.where(or_(Report.received_at < received_at,
                                 and_(Report.received_at == received_at,
                                      Report.id < report_id)))
+    viewer = viewing_session()
     with reading() as session:
-        rows = listing.reports_page(session, query.order_by(
-            Report.received_at.desc(), Report.id.desc()).limit(limit + 1))
-        page = rows[:limit]
-        next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-        body = jsonify(items=reports_as_json(page, now), next_cursor=next_cursor)
-        new = viewing.unseen(session, viewing_session(), [r.id for r in page])
+        page = listing.list_page(
+            session, query.order_by(Report.received_at.desc(), Report.id.desc()), limit,
+            viewer, now, reports_as_json, current_app.json.dumps,
+            listing.rendered_reports(current_app))
+    next_cursor = _encode_cursor(*page.more_after) if page.more_after else None
+    # The bodies come written (kept from earlier polls): the page is put around them.
+    body = Response(f'{{"items":[{",".join(page.items)}],'
+                    f'"next_cursor":{current_app.json.dumps(next_cursor)}}}\n',
+                    mimetype=current_app.json.mimetype)  # type: ignore[attr-defined]
+    # Once per report per session: a poll that shows nothing new writes nothing.
+    new = [report_id for report_id in page.ids if report_id not in page.seen]
     if new:
         with writing() as session:
-            viewing.record_listed(session, current_user.id, viewing_session(), new, now)
+            viewing.record_listed(session, current_user.id, viewer, new, now)
     return body
 
 
@@ -186,8 +192,8 @@ def _state_filter(state: ReportFilter, now: datetime) -> Any:
                 late if state is ReportFilter.OVERDUE else ~late)
 
 
-def _encode_cursor(report: Report) -> str:
-    raw = f"{report.received_at.isoformat()}|{report.id}"
+def _encode_cursor(received_at: datetime, report_id: str) -> str:
+    raw = f"{received_at.isoformat()}|{report_id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
