@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import Integer, String, bindparam, cast, func, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -86,6 +87,46 @@ def current_rules(session: Session) -> tuple[int, dict[str, Rule]]:
     if row is None:
         raise RuntimeError("no deadline policy: run 'flask --app app init-db'")
     return row.id, _by_name(row.rules)
+
+
+# Read by filing inside its one statement: the id of the version in force, and the overrides
+# as one text ("2026-03-09:0,2026-03-21:1"), so that neither needs a statement of its own.
+LATEST_ID = select(func.max(_VERSIONS.c.id)).scalar_subquery()
+OVERRIDES_TEXT = select(func.aggregate_strings(
+    cast(_CALENDAR.c.day, String) + ":" + cast(cast(_CALENDAR.c.is_working_day, Integer),
+                                                String), ",")).scalar_subquery()
+_RULES_OF = select(_VERSIONS.c.rules).where(_VERSIONS.c.id == bindparam("version_id"))
+
+
+def rules_by_version(session: Session, version_id: int) -> dict[str, Rule]:
+    """The rules of a version, kept per process: a version is never changed once written (a
+    change is a new version), so its id alone says the copy is current."""
+    return dict(_rules_of_version(session, version_id))
+
+
+_RULES_KEPT: dict[int, tuple[tuple[str, Rule], ...]] = {}
+
+
+def _rules_of_version(session: Session, version_id: int) -> tuple[tuple[str, Rule], ...]:
+    kept = _RULES_KEPT.get(version_id)
+    if kept is None:
+        stored = session.connection().execute(_RULES_OF, {"version_id": version_id}).scalar_one()
+        kept = tuple(_by_name(stored).items())
+        if len(_RULES_KEPT) > 16:  # a few versions in a process's life; never unbounded
+            _RULES_KEPT.clear()
+        _RULES_KEPT[version_id] = kept
+    return kept
+
+
+@functools.lru_cache(maxsize=16)
+def calendar_from_text(text: str | None) -> Calendar:
+    """The calendar of OVERRIDES_TEXT's overrides (parsed once per distinct text)."""
+    overrides: dict[date, bool] = {}
+    for item in (text or "").split(","):
+        if item:
+            day, _, working = item.rpartition(":")
+            overrides[date.fromisoformat(day[:10])] = working == "1"
+    return Calendar(overrides=overrides)
 
 
 def change_rule(session: Session, name: str, *, duration: Duration | None = None,
