@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Integer, String, bindparam, cast, func, select
+from sqlalchemy import Integer, String, Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -89,33 +90,26 @@ def current_rules(session: Session) -> tuple[int, dict[str, Rule]]:
     return row.id, _by_name(row.rules)
 
 
-# Read by filing inside its one statement: the id of the version in force, and the overrides
-# as one text ("2026-03-09:0,2026-03-21:1"), so that neither needs a statement of its own.
-LATEST_ID = select(func.max(_VERSIONS.c.id)).scalar_subquery()
+# Read by filing inside its one statement: the version in force (its id, and its rules as
+# the stored JSON text) and the calendar's overrides as one text ("2026-03-09:0,..."), so
+# that none needs a statement of its own. What is parsed from a text is kept per process,
+# keyed by the text itself: never stale, whichever process or database wrote it.
+_LATEST_FIRST = select().select_from(_VERSIONS).order_by(_VERSIONS.c.id.desc()).limit(1)
+LATEST_ID = _LATEST_FIRST.add_columns(_VERSIONS.c.id).scalar_subquery()
+LATEST_RULES_TEXT = _LATEST_FIRST.add_columns(cast(_VERSIONS.c.rules, Text)).scalar_subquery()
 OVERRIDES_TEXT = select(func.aggregate_strings(
     cast(_CALENDAR.c.day, String) + ":" + cast(cast(_CALENDAR.c.is_working_day, Integer),
                                                 String), ",")).scalar_subquery()
-_RULES_OF = select(_VERSIONS.c.rules).where(_VERSIONS.c.id == bindparam("version_id"))
 
 
-def rules_by_version(session: Session, version_id: int) -> dict[str, Rule]:
-    """The rules of a version, kept per process: a version is never changed once written (a
-    change is a new version), so its id alone says the copy is current."""
-    return dict(_rules_of_version(session, version_id))
+def rules_from_text(text: str) -> dict[str, Rule]:
+    """The rules of LATEST_RULES_TEXT by name (parsed once per distinct text)."""
+    return dict(_parsed_rules(text))
 
 
-_RULES_KEPT: dict[int, tuple[tuple[str, Rule], ...]] = {}
-
-
-def _rules_of_version(session: Session, version_id: int) -> tuple[tuple[str, Rule], ...]:
-    kept = _RULES_KEPT.get(version_id)
-    if kept is None:
-        stored = session.connection().execute(_RULES_OF, {"version_id": version_id}).scalar_one()
-        kept = tuple(_by_name(stored).items())
-        if len(_RULES_KEPT) > 16:  # a few versions in a process's life; never unbounded
-            _RULES_KEPT.clear()
-        _RULES_KEPT[version_id] = kept
-    return kept
+@functools.lru_cache(maxsize=16)
+def _parsed_rules(text: str) -> tuple[tuple[str, Rule], ...]:
+    return tuple(_by_name(json.loads(text)).items())
 
 
 @functools.lru_cache(maxsize=16)

@@ -44,7 +44,13 @@ from .models import (
     User,
     table_of,
 )
-from .policy import LATEST_ID, OVERRIDES_TEXT, calendar_from_text, rules_by_version
+from .policy import (
+    LATEST_ID,
+    LATEST_RULES_TEXT,
+    OVERRIDES_TEXT,
+    calendar_from_text,
+    rules_from_text,
+)
 from .references import claim, next_reference
 from .routing import chosen_agency_id, notice_audit_entries, open_notices, route_to
 from .vocabulary import DeliveryKind
@@ -124,13 +130,12 @@ class FilingPlan:
 # driver than in the database): the facility and its region, the id of the policy version in
 # force, the calendar's overrides, the guardianship agency and (for a report with risk flags)
 # the police the report goes to, and whether a report with this id is stored already. Only
-# the officers' devices need a second statement, and the rules of a version come from the
-# process's copy (policy.rules_by_version).
+# the officers' devices need a second statement.
 _GUARDIANSHIP = aliased(Agency, name="guardianship")
 _POLICE = aliased(Agency, name="police")
 _READ_FOR_FILING = (
     select(Facility, District.region_id, Region.code, LATEST_ID.label("policy_version_id"),
-           OVERRIDES_TEXT.label("overrides"),
+           LATEST_RULES_TEXT.label("rules"), OVERRIDES_TEXT.label("overrides"),
            select(Report.content_hash).where(Report.id == bindparam("report_id"))
            .scalar_subquery().label("stored_hash"),
            select(Report.reporter_id).where(Report.id == bindparam("report_id"))
@@ -165,7 +170,7 @@ def read_for_filing(session: Session, reporter: User, cleaned: dict[str, Any]
     return FilingPlan(
         reporter=reporter, facility=found.Facility, region_code=found.code,
         version_id=found.policy_version_id,
-        rules=_rules(session, found.policy_version_id),
+        rules=_rules(found.policy_version_id, found.rules),
         calendar=calendar_from_text(found.overrides), routes=routes,
         subscribers=alerts.officer_devices(session, (agency.id for agency, _ in routes)))
 
@@ -178,10 +183,10 @@ def plan_filing(session: Session, reporter: User, cleaned: dict[str, Any]) -> Fi
     return found
 
 
-def _rules(session: Session, version_id: int | None) -> dict[str, Rule]:
-    if version_id is None:
+def _rules(version_id: int | None, text: str | None) -> dict[str, Rule]:
+    if version_id is None or text is None:
         raise RuntimeError("no deadline policy: run 'flask --app app init-db'")
-    return rules_by_version(session, version_id)
+    return rules_from_text(text)
 
 
 _REPORTS = table_of(Report)

@@ -5,11 +5,13 @@ another web process or the command line would make it."""
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
 
-from reporting import policy, workdays
+from reporting import create_app, policy, workdays
 from reporting.db import Database
 from reporting.deadlines import Duration, Unit
 from reporting.models import Agency, Deadline, Notice, Report
@@ -115,3 +117,31 @@ def test_a_retry_is_answered_from_the_stored_report_and_a_changed_one_refused(ap
     # The same id from another reporter, even with the same content, is not theirs.
     other = bearer(app, "nurse2@besik.example")
     assert client.post("/api/v1/reports", json=body, headers=other).status_code == 409
+
+
+def test_what_is_kept_per_process_follows_the_database_not_the_version_id(
+        sqlite_template, tmp_path, settings, clock):
+    """Two databases in one process, each with its own version 2 of the policy (a restored
+    backup, a test's fresh database): each filing follows its own database's rules."""
+    clock.freeze(MONDAY)
+    minutes = {"first": 45, "second": 90}
+    answers = {}
+    for name, duration in minutes.items():
+        path = tmp_path / f"{name}.db"
+        shutil.copyfile(sqlite_template, path)
+        app = create_app(replace(settings, database_url=f"sqlite:///{path}"))
+        try:
+            with app.extensions["besik.db"].writing() as session:
+                version = policy.change_rule(session, "acknowledge_notice",
+                                             duration=Duration(duration, Unit.MINUTES),
+                                             actor_id=None, now=MONDAY)
+                assert version is not None
+                version_id = version.id
+            answers[name] = version_id, file(app.test_client(),
+                                             bearer(app, "nurse@besik.example"))
+        finally:
+            app.extensions["besik.db"].dispose()
+    assert answers["first"][0] == answers["second"][0]  # the same version id in both
+    for name, duration in minutes.items():
+        assert due(answers[name][1], "acknowledge_notice") == MONDAY + timedelta(
+            minutes=duration)
