@@ -71,11 +71,17 @@ class Tally:
     round_rates: list[float] = field(default_factory=list)
     errors: int = 0
     samples: list[str] = field(default_factory=list)
+    answered: int = 0  # every expected answer, warm-up included (what the CPU was spent on)
+    web_cpu: float = 0.0
+    worker_cpu: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, latency: float) -> None:
+    def add(self, latency: float | None) -> None:
+        """One expected answer; its latency when it fell inside the measured window."""
         with self.lock:
-            self.latencies.append(latency)
+            self.answered += 1
+            if latency is not None:
+                self.latencies.append(latency)
 
     def error(self, what: str) -> None:
         with self.lock:
@@ -193,9 +199,10 @@ def wait_healthy(server: subprocess.Popen[bytes], port: int, timeout: float = 60
 
 
 @contextmanager
-def procfile_running(env: dict[str, str], workers: int, scratch: Path) -> Iterator[int]:
+def procfile_processes(env: dict[str, str], workers: int, scratch: Path
+                       ) -> Iterator[tuple[int, int, int]]:
     """The Procfile's web (on a free port, `workers` sync workers) and worker; yields the
-    port once /healthz answers."""
+    port, the web's pid and the worker's pid once /healthz answers."""
     port = free_port()
     env = {**env, "HOST": HOST, "PORT": str(port), "WEB_CONCURRENCY": str(workers)}
     log = scratch / "procfile.log"
@@ -207,10 +214,40 @@ def procfile_running(env: dict[str, str], workers: int, scratch: Path) -> Iterat
         except SetupError:
             sys.stderr.write(log.read_text(errors="replace")[-4000:])
             raise
-        yield port
+        yield port, server.pid, worker.pid
     finally:
         for process in (server, worker):
             stop_process(process)
+
+
+@contextmanager
+def procfile_running(env: dict[str, str], workers: int, scratch: Path) -> Iterator[int]:
+    """As procfile_processes; yields the port only."""
+    with procfile_processes(env, workers, scratch) as (port, _web, _worker):
+        yield port
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        parents[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        total += used.get(current, 0.0)
+        stack.extend(child for child, parent in parents.items() if parent == current)
+    return total
 
 
 def load_average() -> str:
@@ -259,15 +296,17 @@ def drive(port: int, make: Request, tally: Tally, measure_from: float, stop: flo
         ended = time.monotonic()
         if status != tally.expected:
             tally.error(f"HTTP {status}: {payload[:200]!r}")
-        elif began >= measure_from and ended <= stop:
-            tally.add(ended - began)
+        else:
+            tally.add(ended - began if began >= measure_from and ended <= stop else None)
     conn.close()
 
 
-def phase(port: int, make: Request, tally: Tally, connections: int, warmup: float,
-          seconds: float) -> None:
-    """One kind alone on the server: `connections` connections, warm-up, then the window."""
+def phase(port: int, pids: tuple[int, int], make: Request, tally: Tally, connections: int,
+          warmup: float, seconds: float) -> None:
+    """One kind alone on the server: `connections` connections, warm-up, then the window;
+    the CPU the web processes and the worker spent meanwhile."""
     before = len(tally.latencies)
+    cpu_before = [tree_cpu_seconds(pid) for pid in pids]
     measure_from = time.monotonic() + warmup
     stop = measure_from + seconds
     threads = [threading.Thread(target=drive, args=(port, make, tally, measure_from, stop))
@@ -276,6 +315,10 @@ def phase(port: int, make: Request, tally: Tally, connections: int, warmup: floa
         thread.start()
     for thread in threads:
         thread.join()
+    web_cpu, worker_cpu = (tree_cpu_seconds(pid) - cpu for pid, cpu in zip(pids, cpu_before,
+                                                                            strict=True))
+    tally.web_cpu += web_cpu
+    tally.worker_cpu += worker_cpu
     tally.seconds += seconds
     tally.round_rates.append((len(tally.latencies) - before) / seconds)
 
@@ -299,16 +342,16 @@ def measure(database: str, url: str, args: argparse.Namespace) -> Outcome:
         env = prepare_database(url, scratch)
         token = flask_cli(env, "create-token", "--email", "nurse@besik.example").strip()
         filing, health = Tally("filing", 201), Tally("healthz", 200)
-        with procfile_running(env, args.workers, scratch) as port:
+        with procfile_processes(env, args.workers, scratch) as (port, *pids):
             load_before = load_average()
             print(f"{database}: gunicorn sync workers {args.workers}, {args.connections} "
                   f"connections, {args.rounds} rounds of {args.seconds:g} s each kind alone "
                   f"(+{args.warmup:g} s warm-up), load average {load_before}", flush=True)
             for _ in range(args.rounds):
-                phase(port, filing_request(token), filing, args.connections, args.warmup,
-                      args.seconds)
-                phase(port, healthz_request, health, args.connections, args.warmup,
-                      args.seconds)
+                phase(port, (pids[0], pids[1]), filing_request(token), filing,
+                      args.connections, args.warmup, args.seconds)
+                phase(port, (pids[0], pids[1]), healthz_request, health, args.connections,
+                      args.warmup, args.seconds)
             load_after = load_average()
     return Outcome(database, filing, health, load_before, load_after)
 
@@ -332,6 +375,10 @@ def show(outcomes: list[Outcome]) -> None:
         for q in QUANTILES:
             row(f"{name} p{round(q * 100)} ms", [f"{t.quantile_ms(q):.1f}" for t in tallies])
         row(f"{name} errors", [str(t.errors) for t in tallies])
+        row(f"{name} web CPU ms/req", [f"{t.web_cpu / t.answered * 1000:.2f}" if t.answered
+                                       else "-" for t in tallies])
+        row(f"{name} worker CPU ms/req", [f"{t.worker_cpu / t.answered * 1000:.2f}"
+                                          if t.answered else "-" for t in tallies])
     row("ratio filing/healthz", [f"{o.ratio:.3f}" for o in outcomes])
     row("load average before", [o.load_before for o in outcomes])
     row("load average after", [o.load_after for o in outcomes])

@@ -68,6 +68,17 @@ def record(session: Session, tag: str, *, actor_id: int | None, subject: str | N
 def record_all(session: Session, entries: list[Entry], *,
                now: datetime | None = None) -> list[AuditEntry]:
     """Append entries in order under one lock of the chain's head; flushes, never commits."""
+    return [AuditEntry(**row) for row in _append(session, entries, now)]
+
+
+def append_all(session: Session, entries: list[Entry], *, now: datetime | None = None) -> None:
+    """record_all for a caller that needs no entry back (filing: no ORM object built inside
+    the write lock)."""
+    _append(session, entries, now)
+
+
+def _append(session: Session, entries: list[Entry], now: datetime | None
+            ) -> list[dict[str, Any]]:
     session.flush()  # pending changes first: the entries describe them
     connection = session.connection()
     seq, prev = connection.execute(_LOCK_HEAD).one()
@@ -85,7 +96,7 @@ def record_all(session: Session, entries: list[Entry], *,
     # Plain Core statements, built once: appending runs inside the write lock.
     connection.execute(_APPEND, rows)
     connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
-    return [AuditEntry(**row) for row in rows]
+    return rows
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from .errors import (
     wants_json,
 )
 from .models import User
-from .tokens import bearer_token, token_digest, user_for_token
+from .tokens import bearer_token, token_digest, user_and_wait
 
 
 def init_login(app: Flask) -> None:
@@ -71,15 +71,17 @@ SEEN_AT, SIGNED_IN_AT, GENERATION = "seen_at", "signed_in_at", "generation"
 def user_for_bearer_token(token: str, address: str | None) -> User | None:
     """The token's user; a failure counts against the address, and an address over the
     limit is refused before its token is even looked up (no guessing at full speed)."""
-    now, keys = clock.now(), (throttle.address_key(address, "token"),)
+    now, key = clock.now(), throttle.address_key(address, "token")
     with reading() as db:
-        wait = throttle.seconds_to_wait(db, keys, now)
-        if wait is not None:
-            raise TooManyAttemptsError(wait)
-        user = user_for_token(db, token, now - current_app.config["BESIK"].token_lifetime)
+        # One statement reads both; the count is judged first, so an address over the limit
+        # learns nothing about its token.
+        user, wait = user_and_wait(db, token,
+                                   now - current_app.config["BESIK"].token_lifetime, key, now)
+    if wait is not None:
+        raise TooManyAttemptsError(wait)
     if user is None:
         with writing() as db:
-            throttle.record_failure(db, keys, now)
+            throttle.record_failure(db, (key,), now)
     return user
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import Integer, String, Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -86,6 +88,39 @@ def current_rules(session: Session) -> tuple[int, dict[str, Rule]]:
     if row is None:
         raise RuntimeError("no deadline policy: run 'flask --app app init-db'")
     return row.id, _by_name(row.rules)
+
+
+# Read by filing inside its one statement: the version in force (its id, and its rules as
+# the stored JSON text) and the calendar's overrides as one text ("2026-03-09:0,..."), so
+# that none needs a statement of its own. What is parsed from a text is kept per process,
+# keyed by the text itself: never stale, whichever process or database wrote it.
+_LATEST_FIRST = select().select_from(_VERSIONS).order_by(_VERSIONS.c.id.desc()).limit(1)
+LATEST_ID = _LATEST_FIRST.add_columns(_VERSIONS.c.id).scalar_subquery()
+LATEST_RULES_TEXT = _LATEST_FIRST.add_columns(cast(_VERSIONS.c.rules, Text)).scalar_subquery()
+OVERRIDES_TEXT = select(func.aggregate_strings(
+    cast(_CALENDAR.c.day, String) + ":" + cast(cast(_CALENDAR.c.is_working_day, Integer),
+                                                String), ",")).scalar_subquery()
+
+
+def rules_from_text(text: str) -> dict[str, Rule]:
+    """The rules of LATEST_RULES_TEXT by name (parsed once per distinct text)."""
+    return dict(_parsed_rules(text))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_rules(text: str) -> tuple[tuple[str, Rule], ...]:
+    return tuple(_by_name(json.loads(text)).items())
+
+
+@functools.lru_cache(maxsize=16)
+def calendar_from_text(text: str | None) -> Calendar:
+    """The calendar of OVERRIDES_TEXT's overrides (parsed once per distinct text)."""
+    overrides: dict[date, bool] = {}
+    for item in (text or "").split(","):
+        if item:
+            day, _, working = item.rpartition(":")
+            overrides[date.fromisoformat(day[:10])] = working == "1"
+    return Calendar(overrides=overrides)
 
 
 def change_rule(session: Session, name: str, *, duration: Duration | None = None,

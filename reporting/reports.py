@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Insert, bindparam, insert, select
+from sqlalchemy import Insert, and_, bindparam, insert, select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from . import alerts, audit
 from .bodies import REPORT
@@ -44,9 +44,15 @@ from .models import (
     User,
     table_of,
 )
-from .policy import current_rules, load_calendar
+from .policy import (
+    LATEST_ID,
+    LATEST_RULES_TEXT,
+    OVERRIDES_TEXT,
+    calendar_from_text,
+    rules_from_text,
+)
 from .references import claim, next_reference
-from .routing import notice_audit_entries, open_notices, routes_for
+from .routing import chosen_agency_id, notice_audit_entries, open_notices, route_to
 from .vocabulary import DeliveryKind
 
 MAX_FUTURE = timedelta(minutes=5)
@@ -120,25 +126,67 @@ class FilingPlan:
     subscribers: dict[int, list[PushSubscription]]
 
 
-_FACILITY = (select(Facility, District.region_id, Region.code)
-             .join(District, District.id == Facility.district_id)
-             .join(Region, Region.id == District.region_id)
-             .where(Facility.id == bindparam("facility_id")))
+# Everything filing reads, in one statement (each statement costs more in SQLAlchemy and the
+# driver than in the database): the facility and its region, the id of the policy version in
+# force, the calendar's overrides, the guardianship agency and (for a report with risk flags)
+# the police the report goes to, and whether a report with this id is stored already. Only
+# the officers' devices need a second statement.
+_GUARDIANSHIP = aliased(Agency, name="guardianship")
+_POLICE = aliased(Agency, name="police")
+_READ_FOR_FILING = (
+    select(Facility, District.region_id, Region.code, LATEST_ID.label("policy_version_id"),
+           LATEST_RULES_TEXT.label("rules"), OVERRIDES_TEXT.label("overrides"),
+           select(Report.content_hash).where(Report.id == bindparam("report_id"))
+           .scalar_subquery().label("stored_hash"),
+           select(Report.reporter_id).where(Report.id == bindparam("report_id"))
+           .scalar_subquery().label("stored_reporter_id"),
+           _GUARDIANSHIP, _POLICE)
+    .join(District, District.id == Facility.district_id)
+    .join(Region, Region.id == District.region_id)
+    .outerjoin(_GUARDIANSHIP, _GUARDIANSHIP.id == chosen_agency_id(
+        AgencyKind.GUARDIANSHIP, Facility.district_id, District.region_id))
+    .outerjoin(_POLICE, and_(bindparam("has_risk"), _POLICE.id == chosen_agency_id(
+        AgencyKind.POLICE, Facility.district_id, District.region_id)))
+    .where(Facility.id == bindparam("facility_id")))
+
+
+def read_for_filing(session: Session, reporter: User, cleaned: dict[str, Any]
+                    ) -> Report | FilingPlan:
+    """The stored report when this id was filed already (a retry: 409 when its content
+    differs), else what filing a new one needs (no writes)."""
+    found = session.execute(_READ_FOR_FILING, {
+        "facility_id": reporter.facility_id, "report_id": cleaned["id"],
+        "has_risk": bool(cleaned.get("risk_flags"))}).first()
+    if found is None:  # no facility: a retry of a report filed before still answers
+        existing = already_filed(session, reporter, cleaned)
+        if existing is None:
+            raise NoFacilityError()
+        return existing
+    if found.stored_hash is not None:
+        return _same_report(session, reporter, cleaned, found.stored_hash,
+                            found.stored_reporter_id)
+    routes = [r for r in (route_to(found.guardianship), route_to(found.police))
+              if r is not None]
+    return FilingPlan(
+        reporter=reporter, facility=found.Facility, region_code=found.code,
+        version_id=found.policy_version_id,
+        rules=_rules(found.policy_version_id, found.rules),
+        calendar=calendar_from_text(found.overrides), routes=routes,
+        subscribers=alerts.officer_devices(session, (agency.id for agency, _ in routes)))
 
 
 def plan_filing(session: Session, reporter: User, cleaned: dict[str, Any]) -> FilingPlan:
-    """Read the facility, the policy in force, the calendar and the routes (no writes)."""
-    found = session.execute(_FACILITY, {"facility_id": reporter.facility_id}).first()
-    if found is None:
-        raise NoFacilityError()
-    facility, region_id, region_code = found
-    version_id, rules = current_rules(session)
-    routes = routes_for(session, facility.district_id, region_id,
-                        has_risk=bool(cleaned.get("risk_flags")))
-    subscribers = alerts.officer_devices(session, (agency.id for agency, _ in routes))
-    return FilingPlan(reporter=reporter, facility=facility,
-                      region_code=region_code, version_id=version_id, rules=rules,
-                      calendar=load_calendar(session), routes=routes, subscribers=subscribers)
+    """What filing a report whose id is new needs (ReportIdConflictError when it is not)."""
+    found = read_for_filing(session, reporter, cleaned)
+    if isinstance(found, Report):
+        raise ReportIdConflictError()
+    return found
+
+
+def _rules(version_id: int | None, text: str | None) -> dict[str, Rule]:
+    if version_id is None or text is None:
+        raise RuntimeError("no deadline policy: run 'flask --app app init-db'")
+    return rules_from_text(text)
 
 
 _REPORTS = table_of(Report)
@@ -151,9 +199,16 @@ def already_filed(session: Session, reporter: User, cleaned: dict[str, Any]) -> 
     stored = session.connection().execute(_STORED, {"report_id": cleaned["id"]}).first()
     if stored is None:
         return None
-    if stored.content_hash != content_hash(cleaned) or stored.reporter_id != reporter.id:
+    return _same_report(session, reporter, cleaned, stored.content_hash, stored.reporter_id)
+
+
+def _same_report(session: Session, reporter: User, cleaned: dict[str, Any],
+                 stored_hash: str, stored_reporter_id: int) -> Report:
+    if stored_hash != content_hash(cleaned) or stored_reporter_id != reporter.id:
         raise ReportIdConflictError()
-    return session.get(Report, cleaned["id"])
+    report = session.get(Report, cleaned["id"])
+    assert report is not None
+    return report
 
 
 def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
@@ -194,6 +249,8 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
         police_notified_at=report.received_at if AgencyKind.POLICE in kinds else None)
     alerted = [d for n in notices for d in alerts.deliveries_for(
         plan.subscribers[n.agency.id], n, DeliveryKind.NOTICE, now)]
+    # The rows too: only the reference, known once the lock is held, is filled in after.
+    inserts = Inserts([report, *notices, *report.deadlines, *alerted])
     reference = cleaned.get("reference")
     if reference is None:
         reference = next_reference(session, plan.region_code, now)
@@ -201,9 +258,9 @@ def file_report(session: Session, plan: FilingPlan, cleaned: dict[str, Any], *,
         raise ReferenceTakenError({
             "reference": _l("This reference is not reserved for your facility, or was "
                             "already used.")})
-    report.reference = reference
-    insert_new(session, [report, *notices, *report.deadlines, *alerted])
-    audit.record_all(session, [*notice_audit_entries(notices), audit.Entry(
+    report.reference = inserts.first_row["reference"] = reference
+    inserts.run(session)
+    audit.append_all(session, [*notice_audit_entries(notices), audit.Entry(
         "report:filed", actor_id=plan.reporter.id, subject=f"report:{report.id}",
         data={"reference": report.reference, "facility": plan.facility.code,
               "discovered_at": report.discovered_at, "filed_at": report.filed_at,
@@ -243,25 +300,34 @@ def _copy_outcome(report: Report, deadline: Deadline) -> None:
     report.guardianship_reported_at = deadline.met_at
 
 
-def insert_new(session: Session, objects: list[Base]) -> None:
-    """Write new objects with one INSERT per table and column set, parents first.
+class Inserts:
+    """New objects as one INSERT per table and column set, parents first, the rows read
+    from the objects when this is made (run() executes them).
 
     Filing runs inside SQLite's write lock, where the ORM's unit of work costs more than the
-    SQL itself: these are Core INSERTs of prebuilt statements. The objects stay in memory
-    (transient) for the response.
+    SQL itself: these are Core INSERTs of prebuilt statements, their rows built before the
+    lock is taken. The objects stay in memory (transient) for the response.
     """
-    batches: dict[tuple[Insert, frozenset[str]], list[dict[str, Any]]] = {}
-    for obj in objects:
-        statement, columns = _insertable(type(obj))
-        row = {}
-        for attr, key, skip_none in columns:
-            value = getattr(obj, attr)
-            if value is not None or not skip_none:
-                row[key] = value
-        batches.setdefault((statement, frozenset(row)), []).append(row)
-    connection = session.connection()
-    for (statement, _), rows in batches.items():
-        connection.execute(statement, rows)
+
+    def __init__(self, objects: list[Base]) -> None:
+        self.batches: dict[tuple[Insert, frozenset[str]], list[dict[str, Any]]] = {}
+        rows = []
+        for obj in objects:
+            statement, columns = _insertable(type(obj))
+            row = {}
+            for attr, key, skip_none in columns:
+                value = getattr(obj, attr)
+                if value is not None or not skip_none:
+                    row[key] = value
+            self.batches.setdefault((statement, frozenset(row)), []).append(row)
+            rows.append(row)
+        # The first object's row, still open to a change of a value (not of its columns).
+        self.first_row = rows[0]
+
+    def run(self, session: Session) -> None:
+        connection = session.connection()
+        for (statement, _), rows in self.batches.items():
+            connection.execute(statement, rows)
 
 
 _INSERTABLE: dict[type[Base], tuple[Insert, list[tuple[str, str, bool]]]] = {}

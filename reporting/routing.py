@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from . import audit
 from .deadlines import Calendar, Event, Rule, due_at
@@ -20,16 +21,32 @@ _AGENCIES_FOR = select(Agency).where(
 ).order_by(Agency.district_id.is_(None), Agency.id).limit(1)
 
 
+def chosen_agency_id(kind: AgencyKind, district_id: Any, region_id: Any
+                     ) -> ColumnElement[int]:
+    """_AGENCIES_FOR as a scalar subquery on the given district and region columns, for a
+    statement that reads the routes together with the facility (filing)."""
+    candidate = aliased(Agency, name=f"{kind.value}_candidate")
+    return (select(candidate.id).where(
+        candidate.kind == kind, candidate.is_active.is_(True),
+        or_(candidate.district_id == district_id,
+            and_(candidate.district_id.is_(None), candidate.region_id == region_id)))
+        .order_by(candidate.district_id.is_(None), candidate.id).limit(1)
+        .scalar_subquery())
+
+
+def route_to(agency: Agency | None) -> tuple[Agency, bool] | None:
+    """(agency, is_fallback) for the agency chosen by _AGENCIES_FOR or chosen_agency_id."""
+    if agency is None:
+        return None
+    # Police commonly serve a whole region: that is their jurisdiction, not a gap.
+    return agency, agency.kind is AgencyKind.GUARDIANSHIP and agency.district_id is None
+
+
 def _agency_for(session: Session, kind: AgencyKind, district_id: int,
                 region_id: int) -> tuple[Agency, bool] | None:
     """The district's agency of this kind, else the region's (a fallback: a config gap)."""
-    chosen = session.scalars(_AGENCIES_FOR, {"kind": kind, "district_id": district_id,
-                                             "region_id": region_id}).first()
-    if chosen is None:
-        return None
-    # Police commonly serve a whole region: that is their jurisdiction, not a gap.
-    is_fallback = kind is AgencyKind.GUARDIANSHIP and chosen.district_id is None
-    return chosen, is_fallback
+    return route_to(session.scalars(_AGENCIES_FOR, {"kind": kind, "district_id": district_id,
+                                                    "region_id": region_id}).first())
 
 
 def routes_for(session: Session, district_id: int, region_id: int, *, has_risk: bool

@@ -21,6 +21,12 @@ _FAILED = table_of(FailedAttempt)
 _IN_WINDOW = (select(func.count(), func.min(_FAILED.c.at))
               .where(_FAILED.c.key == bindparam("key"), _FAILED.c.at > bindparam("since")))
 _RECORD = insert(_FAILED)
+# The same count as two scalar subqueries on the bind parameters `key` and `since`: a bearer
+# request reads them in the statement that looks its token up (tokens.user_and_failures).
+FAILURES_IN_WINDOW = select(func.count()).where(
+    _FAILED.c.key == bindparam("key"), _FAILED.c.at > bindparam("since")).scalar_subquery()
+OLDEST_IN_WINDOW = select(func.min(_FAILED.c.at)).where(
+    _FAILED.c.key == bindparam("key"), _FAILED.c.at > bindparam("since")).scalar_subquery()
 
 
 def account_key(email: str) -> str:
@@ -44,10 +50,17 @@ def seconds_to_wait(session: Session, keys: Iterable[str], now: datetime) -> int
     for key in keys:
         count, oldest = session.connection().execute(
             _IN_WINDOW, {"key": key, "since": now - WINDOW}).one()
-        if count >= LIMIT and oldest is not None:
-            seconds = max(1, math.ceil((_aware(oldest) + WINDOW - now).total_seconds()))
+        seconds = wait_for(count, oldest, now)
+        if seconds is not None:
             wait = max(wait or 0, seconds)
     return wait
+
+
+def wait_for(count: int, oldest: datetime | None, now: datetime) -> int | None:
+    """How long a key with `count` failures in the window, the oldest at `oldest`, waits."""
+    if count >= LIMIT and oldest is not None:
+        return max(1, math.ceil((_aware(oldest) + WINDOW - now).total_seconds()))
+    return None
 
 
 def record_failure(session: Session, keys: Iterable[str], now: datetime) -> None:

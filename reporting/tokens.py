@@ -10,7 +10,7 @@ from flask import Request
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, throttle
 from .models import ApiToken, User
 
 TOKEN_PREFIX = "bsk_"  # noqa: S105 - a label, not a secret
@@ -44,6 +44,24 @@ _TOKEN_USER = (select(User).join(ApiToken, ApiToken.user_id == User.id)
                .where(ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None),
                       ApiToken.created_at > bindparam("issued_after"),
                       User.is_active.is_(True)))
+
+
+# The same lookup with the caller's failures in the throttle's window (one statement where
+# two would run on every bearer request).
+_TOKEN_USER_AND_FAILURES = _TOKEN_USER.add_columns(
+    throttle.FAILURES_IN_WINDOW.label("failures"), throttle.OLDEST_IN_WINDOW.label("oldest"))
+
+
+def user_and_wait(session: Session, token: str, issued_after: datetime, key: str,
+                  now: datetime) -> tuple[User | None, int | None]:
+    """The live token's user and how long `key` must wait (None: not over the limit), read
+    together; the caller refuses on a wait before it looks at the user."""
+    found = session.execute(_TOKEN_USER_AND_FAILURES, {
+        "digest": token_digest(token), "issued_after": issued_after, "key": key,
+        "since": now - throttle.WINDOW}).first()
+    if found is None:  # an unknown, expired or revoked token: its key's count, on its own
+        return None, throttle.seconds_to_wait(session, (key,), now)
+    return found.User, throttle.wait_for(found.failures, found.oldest, now)
 
 
 def user_for_token(session: Session, token: str, issued_after: datetime) -> User | None:

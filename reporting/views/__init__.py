@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..models import Notice, Report, User
 from ..present import report_json
-from ..reports import Filed, already_filed, file_report, plan_filing
+from ..reports import Filed, already_filed, file_report, read_for_filing
 from ..schema import Flag, Obj
 
 # No request of this API nests deeper than a few levels; a body nested thousands deep would
@@ -79,10 +79,9 @@ def validated_query(schema: Obj) -> dict[str, Any]:
 def file_and_commit(reporter: User, cleaned: dict[str, Any], now: datetime) -> Filed:
     """The filing boundary: reads first, then one short write transaction."""
     with reading() as session:
-        existing = already_filed(session, reporter, cleaned)  # a phone's retry takes no lock
-        if existing is not None:
-            return Filed(existing, is_new=False)
-        plan = plan_filing(session, reporter, cleaned)
+        plan = read_for_filing(session, reporter, cleaned)
+    if isinstance(plan, Report):  # a phone's retry takes no lock
+        return Filed(plan, is_new=False)
     try:
         with writing() as session:
             report = file_report(session, plan, cleaned, now=now)
