@@ -252,15 +252,22 @@ class PostgresListener:
             time.sleep(timeout)
             return False
         try:
+            if self._drain():
+                return True
             # Poll the socket for the whole timeout: psycopg's own notifies() would wake
             # every 0.1 s to look for Ctrl-C, which an idle worker pays for in CPU.
-            woken = self._drain() or (bool(self._poll.poll(max(0.0, timeout) * 1000))
-                                      and self._drain())
+            if not self._poll.poll(max(0.0, timeout) * 1000):
+                return False
+            if self._drain():
+                return True
+            # Something came that was no notification: most likely the server ending the
+            # connection, which reading notifications alone does not always report. Ask.
+            self._connection.execute("SELECT 1")
+            return False
         except psycopg.Error as exc:
             self._down(exc)
             self.close()
             return True
-        return woken
 
     def _drain(self) -> bool:
         # Everything already received: many commits, one pass.
