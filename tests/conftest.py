@@ -137,6 +137,33 @@ def app(settings: Settings) -> Iterator[Flask]:
 
 
 @pytest.fixture
+def push_service() -> Iterator[Any]:
+    """The local push service (tests/push_service.py): checks VAPID, decrypts what it gets."""
+    from tests.push_service import PushService
+
+    with PushService() as service:
+        yield service
+
+
+@pytest.fixture
+def push_settings(settings: Settings, push_service: Any) -> Settings:
+    """Settings whose pushes go to the local push service, signed with the test's key."""
+    from reporting.push import public_key_b64
+
+    push_service.expect_vapid_public_key(public_key_b64(str(settings.vapid_private_key_file)))
+    return replace(settings, push_allowed_hosts=(push_service.allowed_entry,))
+
+
+@pytest.fixture
+def push_app(push_settings: Settings) -> Iterator[Flask]:
+    """The app, pushing to the local push service (a module's `app` where it needs one)."""
+    app = create_app(push_settings)
+    app.config.update(TESTING=True)
+    yield app
+    app.extensions["besik.db"].dispose()
+
+
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 

@@ -36,7 +36,7 @@ from tests.conftest import (
     login,
     report_body,
 )
-from tests.test_push import push_service, push_settings, subscribe, worker  # noqa: F401
+from tests.test_push import subscribe, worker
 
 CHILD_IIN = "250115601231"  # a girl born 2025-01-15 (PRODUCT §3's test number)
 MOTHER_IIN = "851231400001"  # a woman born 1985-12-31

@@ -12,8 +12,6 @@ from reporting.worker import Worker
 from tests.conftest import bearer, login, report_body
 from tests.test_push import (  # noqa: F401 - fixtures
     app,
-    push_service,
-    push_settings,
     subscribe,
 )
 

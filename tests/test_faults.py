@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -23,11 +22,9 @@ from flask import Flask, Response, g
 from sqlalchemy import create_engine, select, text
 
 from reporting import clock, create_app, push
-from reporting.config import Settings
 from reporting.db import Database
 from reporting.migrate import upgrade
 from reporting.models import PushDelivery
-from reporting.push import public_key_b64
 from reporting.worker import Worker
 from tests.conftest import bearer, login, postgresql_lane_only, prepare, report_body
 from tests.processes import (
@@ -50,23 +47,8 @@ NURSE = "nurse@besik.example"
 
 
 @pytest.fixture
-def push_service() -> Iterator[PushService]:
-    with PushService() as service:
-        yield service
-
-
-@pytest.fixture
-def push_settings(settings: Settings, push_service: PushService) -> Settings:
-    push_service.expect_vapid_public_key(public_key_b64(str(settings.vapid_private_key_file)))
-    return replace(settings, push_allowed_hosts=(push_service.allowed_entry,))
-
-
-@pytest.fixture
-def app(push_settings: Settings) -> Iterator[Flask]:
-    app = create_app(push_settings)
-    app.config.update(TESTING=True)
-    yield app
-    app.extensions["besik.db"].dispose()
+def app(push_app: Flask) -> Flask:
+    return push_app
 
 
 def token_of(app: Flask, email: str) -> str:

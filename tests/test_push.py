@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -16,9 +15,8 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from reporting import create_app
-from reporting.config import Settings
 from reporting.models import AuditEntry, Notice, PushAttempt, PushDelivery, PushSubscription
-from reporting.push import ensure_vapid_key, public_key_b64
+from reporting.push import public_key_b64
 from reporting.worker import LEASE, Worker
 from tests.conftest import at_once, bearer, report_body
 from tests.push_service import PushService, Subscription
@@ -28,26 +26,8 @@ CONTRACT_KEYS = {"type", "notice_id", "report_id", "reference", "title", "body",
 
 
 @pytest.fixture
-def push_service() -> Iterator[PushService]:
-    with PushService() as service:
-        yield service
-
-
-@pytest.fixture
-def push_settings(settings: Settings, push_service: PushService, tmp_path) -> Settings:
-    key = tmp_path / "vapid_private.pem"
-    ensure_vapid_key(key)
-    push_service.expect_vapid_public_key(public_key_b64(str(key)))
-    return replace(settings, vapid_private_key_file=key,
-                   push_allowed_hosts=(push_service.allowed_entry,))
-
-
-@pytest.fixture
-def app(push_settings: Settings) -> Iterator[Flask]:
-    app = create_app(push_settings)
-    app.config.update(TESTING=True)
-    yield app
-    app.extensions["besik.db"].dispose()
+def app(push_app: Flask) -> Flask:
+    return push_app
 
 
 def worker(app: Flask, name: str = "w1") -> Worker:

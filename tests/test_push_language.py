@@ -15,8 +15,6 @@ from tests.test_push import (  # noqa: F401 - fixtures
     about_notices,
     app,
     file,
-    push_service,
-    push_settings,
     subscribe,
     worker,
 )

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,11 +21,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, text
 
-from reporting import alerts, create_app, wakeup
+from reporting import alerts, wakeup
 from reporting.config import REPO_ROOT, Settings
 from reporting.db import Database
 from reporting.models import PushDelivery, PushSubscription, User
-from reporting.push import public_key_b64
 from reporting.vocabulary import DeliveryKind
 from tests.conftest import bearer, postgresql_lane_only, report_body
 from tests.push_service import PushService, Subscription
@@ -45,23 +43,8 @@ class Boom(Exception):
 
 
 @pytest.fixture
-def push_service() -> Iterator[PushService]:
-    with PushService() as service:
-        yield service
-
-
-@pytest.fixture
-def push_settings(settings: Settings, push_service: PushService) -> Settings:
-    push_service.expect_vapid_public_key(public_key_b64(str(settings.vapid_private_key_file)))
-    return replace(settings, push_allowed_hosts=(push_service.allowed_entry,))
-
-
-@pytest.fixture
-def app(push_settings: Settings) -> Iterator[Flask]:
-    app = create_app(push_settings)
-    app.config.update(TESTING=True)
-    yield app
-    app.extensions["besik.db"].dispose()
+def app(push_app: Flask) -> Flask:
+    return push_app
 
 
 @pytest.fixture
