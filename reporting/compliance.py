@@ -21,11 +21,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Subquery
 from sqlalchemy.sql.functions import FunctionElement
 
 from .deadlines import start_of_local_day, to_local
 from .models import Agency, Deadline, District, Facility, Notice, Region, Report
+from .percentiles import median, median_and_p90
 
 DEFAULT_PERIOD_DAYS = 30
 # How many of the oldest open deadlines a region's overdue list is looked for among first.
@@ -42,8 +42,10 @@ class minutes_between(FunctionElement[float]):
 @compiles(minutes_between, "postgresql")
 def _minutes_postgresql(element: minutes_between, compiler: Any, **kw: Any) -> str:
     later, earlier = list(element.clauses)
-    return (f"(EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - "
-            f"{compiler.process(earlier, **kw)})) / 60.0)")
+    # date_part gives double precision; EXTRACT gives numeric, whose arithmetic and sorting
+    # cost the country's figures more than reading the rows did.
+    return (f"(date_part('epoch', {compiler.process(later, **kw)} - "
+            f"{compiler.process(earlier, **kw)}) / 60.0)")
 
 
 @compiles(minutes_between, "sqlite")
@@ -95,45 +97,30 @@ def _or_zero(column: Any) -> ColumnElement[int]:
     return func.coalesce(column, 0)
 
 
-def _period_reports(scope: Scope, now: datetime) -> Select:
-    """The reports received in the period from facilities in scope (key: the facility),
-    each with its reporting outcome (the report's copy of its two reporting deadlines) and
-    its minutes from discovery to filing (value): from ix_reports_received_at_outcome alone
-    (a region: one range of ix_reports_facility_id_received_at_outcome per facility)."""
-    reported = Report.guardianship_reported_at
-    target, statutory = Report.guardianship_due_at, Report.guardianship_statutory_due_at
-    query = (select(Report.facility_id.label("key"),
-                    minutes_between(Report.reported_at, Report.discovered_at).label("value"),
-                    (reported <= target).label("on_time"),
-                    _late(reported, target, now).label("late"),
-                    (reported <= statutory).label("on_time_statutory"),
-                    _late(reported, statutory, now).label("late_statutory"))
-             .where(Report.received_at >= scope.starts_at, Report.received_at < scope.ends_at))
-    if scope.region_id is not None:
-        query = query.where(Report.facility_id.in_(
-            select(Facility.id).join(District, District.id == Facility.district_id)
-            .where(District.region_id == scope.region_id)))
-    return query
-
-
 def facilities(session: Session, scope: Scope, now: datetime) -> list[dict[str, Any]]:
     """Per facility in scope: reports received in the period, on time or late against the
-    internal target and the statutory bound, and the median minutes from discovery to filing.
+    internal target and the statutory bound (the report's own copy of its two reporting
+    deadlines), and the median minutes from discovery to filing.
 
-    The period's reports are summed up per facility first (one pass); only then are the
-    facilities joined, so a facility's whole history is never read."""
-    figures = _by_key(_period_reports(scope, now),
-                      ("on_time", "late", "on_time_statutory", "late_statutory"))
+    Each facility's reports are one range of ix_reports_facility_id_received_at_outcome,
+    which holds every column read: neither a facility's whole history nor the reports table
+    is read, and the rows arrive grouped by facility."""
+    reported = Report.guardianship_reported_at
+    target, statutory = Report.guardianship_due_at, Report.guardianship_statutory_due_at
     query = (
         select(Facility.code, Facility.name,
-               _or_zero(figures.c.rows).label("reports"),
-               _or_zero(figures.c.on_time).label("on_time"),
-               _or_zero(figures.c.late).label("late"),
-               _or_zero(figures.c.on_time_statutory).label("on_time_statutory"),
-               _or_zero(figures.c.late_statutory).label("late_statutory"),
-               figures.c.median)
+               func.count(Report.facility_id).label("reports"),
+               _count_if(reported <= target).label("on_time"),
+               _count_if(_late(reported, target, now)).label("late"),
+               _count_if(reported <= statutory).label("on_time_statutory"),
+               _count_if(_late(reported, statutory, now)).label("late_statutory"),
+               median(minutes_between(Report.reported_at, Report.discovered_at))
+               .label("median"))
         .join(District, District.id == Facility.district_id)
-        .outerjoin(figures, figures.c.key == Facility.id)
+        .outerjoin(Report, and_(Report.facility_id == Facility.id,
+                                Report.received_at >= scope.starts_at,
+                                Report.received_at < scope.ends_at))
+        .group_by(Facility.id)
         .order_by(Facility.code))
     rows = session.execute(_in_region(query, District, scope)).all()
     return [{"code": r.code, "name": r.name, "reports": r.reports, "on_time": r.on_time,
@@ -144,48 +131,32 @@ def facilities(session: Session, scope: Scope, now: datetime) -> list[dict[str, 
             for r in rows]
 
 
-def _agencies_in(scope: Scope) -> Select:
-    # The country's too: the list drives one index range per agency (notices have no index
-    # on sent_at alone).
-    query = select(Agency.id)
-    return query if scope.region_id is None else query.where(
-        Agency.region_id == scope.region_id)
-
-
-def _period_notices(scope: Scope, now: datetime) -> Select:
-    """Notices sent in the period to agencies in scope (key: the agency), each with its
-    minutes to acknowledge (value; None while unacknowledged) and what became of it: one
-    range of ix_notices_agency_id_sent_at per agency, which holds every column asked for
-    here (the table is not read)."""
-    acknowledged = Notice.acknowledged_at.is_not(None)
-    return (select(Notice.agency_id.label("key"),
-                   minutes_between(Notice.acknowledged_at, Notice.sent_at).label("value"),
-                   acknowledged.label("acknowledged"),
-                   and_(Notice.acknowledged_at.is_(None), Notice.ack_due_at < now)
-                   .label("overdue_now"),
-                   (Notice.escalation_level > 0).label("escalated"))
-            .where(Notice.agency_id.in_(_agencies_in(scope)),
-                   Notice.sent_at >= scope.starts_at, Notice.sent_at < scope.ends_at))
-
-
 def agencies(session: Session, scope: Scope, now: datetime) -> list[dict[str, Any]]:
-    """Per agency in scope: notices sent in the period and how they were answered."""
-    figures = _by_key(_period_notices(scope, now), ("acknowledged", "overdue_now", "escalated"))
+    """Per agency in scope: notices sent in the period and how they were answered (minutes
+    to acknowledge: None while unacknowledged, so left out of the median and p90).
+
+    Each agency's notices are one range of ix_notices_agency_id_sent_at, which holds every
+    column read (the table is not read)."""
+    minutes = minutes_between(Notice.acknowledged_at, Notice.sent_at)
     query = (
         select(Agency.code, Agency.name, Agency.kind,
-               _or_zero(figures.c.rows).label("notices"),
-               _or_zero(figures.c.acknowledged).label("acknowledged"),
-               _or_zero(figures.c.overdue_now).label("overdue_now"),
-               _or_zero(figures.c.escalated).label("escalations"),
-               figures.c.median, figures.c.p90)
-        .outerjoin(figures, figures.c.key == Agency.id)
+               func.count(Notice.agency_id).label("notices"),
+               func.count(Notice.acknowledged_at).label("acknowledged"),
+               _count_if(and_(Notice.acknowledged_at.is_(None), Notice.ack_due_at < now))
+               .label("overdue_now"),
+               _count_if(Notice.escalation_level > 0).label("escalations"),
+               median_and_p90(minutes).label("percentiles"))
+        .outerjoin(Notice, and_(Notice.agency_id == Agency.id,
+                                Notice.sent_at >= scope.starts_at,
+                                Notice.sent_at < scope.ends_at))
+        .group_by(Agency.id)
         .order_by(Agency.code))
     if scope.region_id is not None:
         query = query.where(Agency.region_id == scope.region_id)
     return [{"code": r.code, "name": r.name, "kind": str(r.kind), "notices": r.notices,
              "acknowledged": r.acknowledged,
-             "median_minutes_to_ack": _rounded(r.median),
-             "p90_minutes_to_ack": _rounded(r.p90),
+             "median_minutes_to_ack": _rounded(r.percentiles[0]),
+             "p90_minutes_to_ack": _rounded(r.percentiles[1]),
              "overdue_now": r.overdue_now, "escalations": r.escalations}
             for r in session.execute(query)]
 
@@ -252,49 +223,6 @@ def _overdue_from_reports(now: datetime, limit: int, region_id: int) -> Select:
 def _overdue_rows(session: Session, query: Select) -> list[dict[str, Any]]:
     return [{"report_id": r.id, "reference": r.reference, "rule": r.rule,
              "due_at": r.due_at, "agency": r.agency} for r in session.execute(query)]
-
-
-def _percentiles(session: Session, values: Select) -> dict[Any, dict[str, float]]:
-    """Median and 90th percentile (nearest rank) of `values` (columns key, value) per key,
-    run on their own."""
-    figures = _by_key(values, ())
-    return {row.key: {"median": row.median, "p90": row.p90}
-            for row in session.execute(select(figures))}
-
-
-def _by_key(values: Select, counted: tuple[str, ...]) -> Subquery:
-    """Per key of `values` (columns key, value and the flags named in `counted`): its rows,
-    how many of them hold each flag, and the median and 90th percentile (nearest rank) of
-    value, NULLs left out. As a subquery (key, rows, *counted, median, p90) to join: window
-    functions, SQLite and PostgreSQL alike, no rows brought to Python.
-
-    Every figure comes from one window, spelled the same each time, so that the database
-    sorts the rows once (by key, then value, NULLs last so that the values rank 1..n) and
-    walks them once; its frame is the whole partition, so its aggregates are the key's.
-    Only the few rows at the ranks wanted then go on to the grouping (SQLite groups by
-    sorting: grouping every row would sort them all again)."""
-    inner = values.subquery()
-    key, order = inner.c.key, inner.c.value.asc().nulls_last()
-
-    def whole(function: Any) -> Any:
-        return function.over(partition_by=key, order_by=order, rows=(None, None))
-
-    ranked = select(
-        key, inner.c.value, whole(func.row_number()).label("rank"),
-        whole(func.count(inner.c.value)).label("n"), whole(func.count()).label("rows"),
-        *(whole(func.sum(case((inner.c[name], 1), else_=0))).label(name)
-          for name in counted)).subquery()
-    # Integer division picks the middle row (odd n) or both middle rows (even n); with no
-    # value at all, a rank names a NULL, which the aggregates skip. Rank 1 keeps every key.
-    low, high = (ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2
-    p90_rank = (ranked.c.n * 9 + 9) // 10
-    return (select(
-        ranked.c.key, func.max(ranked.c.rows).label("rows"),
-        *(func.max(ranked.c[name]).label(name) for name in counted),
-        func.avg(case((ranked.c.rank.in_([low, high]), ranked.c.value))).label("median"),
-        func.max(case((ranked.c.rank == p90_rank, ranked.c.value))).label("p90"))
-        .where(ranked.c.rank.in_([1, low, high, p90_rank]))
-        .group_by(ranked.c.key).subquery())
 
 
 def _rounded(value: float | None) -> float | None:

@@ -28,6 +28,7 @@ from .deadlines import to_local
 from .errors import DATABASE_DOWN
 from .models import PushAttempt, PushDelivery, PushSubscription, Role, User
 from .vocabulary import DeliveryStatus
+from .wakeup import Listener
 
 log = logging.getLogger("besik.worker")
 
@@ -45,6 +46,10 @@ RETRY_AFTER_CAP = timedelta(hours=1)
 # How long a sent push's result is kept while the database is down, to be recorded once it
 # is back (after that the lease runs out and the message may be sent again).
 RECORD_PATIENCE_SECONDS = LEASE.total_seconds() / 2
+# Passes woken by commits start at least this far apart: the commits of that time share one
+# pass. At 100 filings a second a pass per commit cost a quarter of what filing itself cost,
+# on the same cores; this adds at most 50 ms to an alert (the goal is 200 ms).
+GATHER_SECONDS = 0.05
 
 
 @dataclass
@@ -155,7 +160,8 @@ class Worker:
                 log.warning("worker pass failed: database unavailable (%s)", type(exc).__name__)
             except Exception:  # keep alerting: one bad pass must not stop the worker
                 log.exception("worker pass failed")
-            wakeup.wait(max(0.0, poll_seconds - (time.monotonic() - started)))
+            if wakeup.wait(max(0.0, poll_seconds - (time.monotonic() - started))):
+                gather(wakeup, started)
 
     def claim(self, now: datetime) -> list[int]:
         """Lease up to BATCH due deliveries to this worker.
@@ -279,6 +285,15 @@ class Worker:
             else:
                 delivery.status = DeliveryStatus.FAILED.value
                 result.failed += 1
+
+
+def gather(wakeup: Listener, last_pass_started: float) -> None:
+    """Woken soon after the last pass started: wait out the rest of GATHER_SECONDS, then take
+    every wake-up of that time for the one pass that follows."""
+    rest = GATHER_SECONDS - (time.monotonic() - last_pass_started)
+    if rest > 0:
+        time.sleep(rest)
+        wakeup.wait(0)
 
 
 def _retry_delay(attempts: int, retry_after: int | None) -> timedelta:

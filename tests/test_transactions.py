@@ -136,3 +136,46 @@ def test_a_request_reads_what_it_wrote(app):
             audit.record(session, "test:written", actor_id=None)
         with reading() as session:
             assert session.scalar(count) == before + 1
+
+
+def test_a_reading_session_refuses_to_write_and_nothing_is_written(app, client, nurse):
+    """Readers run without a transaction on PostgreSQL (nothing would roll a write back):
+    an ORM change, an UPDATE and an INSERT through reading() are all refused."""
+    import pytest
+
+    from reporting.db import ReadOnlyError
+    from reporting.models import AuditEntry
+
+    report = client.post("/api/v1/reports", json=report_body(), headers=nurse).get_json()
+    database = app.extensions["besik.db"]
+    with pytest.raises(ReadOnlyError), database.reading() as session:
+        session.get(Report, report["id"]).notes = "changed in a reader"
+        session.flush()
+    with pytest.raises(ReadOnlyError), database.reading() as session:
+        session.execute(update(Report).values(notes="changed in a reader"))
+    with pytest.raises(ReadOnlyError), database.reading() as session:
+        audit.record(session, "test:written-in-a-reader", actor_id=None)
+        session.flush()
+    with database.reading() as session:
+        assert session.get(Report, report["id"]).notes is None
+        assert session.scalars(select(AuditEntry).where(
+            AuditEntry.tag == "test:written-in-a-reader")).first() is None
+
+
+def test_a_postgresql_reader_spends_no_round_trip_on_a_transaction(app):
+    """Each of a reader's statements is its own transaction there (its own now()): no BEGIN
+    and no ROLLBACK around a request's reads, and the same snapshots READ COMMITTED gave."""
+    from sqlalchemy import text
+
+    database = app.extensions["besik.db"]
+    if database.is_sqlite:
+        return  # SQLite's read transaction is its snapshot, and BEGIN costs no round trip
+    with database.reading() as session:
+        first = session.scalar(text("SELECT now()"))
+        time.sleep(0.01)
+        second = session.scalar(text("SELECT now()"))
+    assert second > first
+    with database.writing() as session:  # writers keep their transaction
+        first = session.scalar(text("SELECT now()"))
+        time.sleep(0.01)
+        assert session.scalar(text("SELECT now()")) == first

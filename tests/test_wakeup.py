@@ -251,3 +251,29 @@ def test_a_lost_listening_connection_is_replaced(client, app, push_service, data
         pass
     queue_test_message(database)
     assert listener.wait(WOKEN_WITHIN_SECONDS)
+
+
+def test_wake_ups_soon_after_a_pass_are_gathered_into_the_next_one(client, nurse, listener,
+                                                                  monkeypatch):
+    """A burst of filings costs the worker one pass, not one each: woken within
+    GATHER_SECONDS of the last pass, it waits out the rest and takes every commit of that
+    time; woken later, it passes at once."""
+    from reporting import worker
+
+    # Widened so that the burst surely falls inside it on a loaded machine.
+    monkeypatch.setattr(worker, "GATHER_SECONDS", 2.0)
+    pass_started = time.monotonic()
+    file(client, nurse)
+    assert listener.wait(WOKEN_WITHIN_SECONDS)
+    burst = threading.Timer(0.1, lambda: [file(client, nurse) for _ in range(3)])
+    burst.start()
+    worker.gather(listener, pass_started)
+    burst.join()
+    assert time.monotonic() - pass_started >= worker.GATHER_SECONDS
+    assert not listener.wait(QUIET_SECONDS), "a commit of the gathering time woke again"
+
+    file(client, nurse)
+    assert listener.wait(WOKEN_WITHIN_SECONDS)
+    waited = time.monotonic()
+    worker.gather(listener, waited - worker.GATHER_SECONDS)  # the last pass is long past
+    assert time.monotonic() - waited < 1.0
