@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
+import threading
 import zipfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from sqlalchemy import select
 from reporting import exports, labels, xlsx
 from reporting.deadlines import deadline_state, to_local
 from reporting.models import AuditEntry, AuditHead, Facility, Report
-from reporting.vocabulary import AckChannel, Circumstance, RiskFlag
+from reporting.vocabulary import AckChannel, Circumstance, ExportFormat, RiskFlag
 from reporting.worker import Worker
 from tests.conftest import (
     OTHER_AGENCY,
@@ -30,6 +32,7 @@ from tests.conftest import (
     add_user,
     bearer,
     login,
+    postgresql_lane_only,
     report_body,
 )
 
@@ -361,3 +364,80 @@ def test_libreoffice_opens_a_ten_report_export(app, client, nurse, clock, tmp_pa
     assert converted[0] == header
     assert converted[1:] == rows
     assert len(rows) == 10
+
+
+# --- Reading ahead (PostgreSQL renders the next batch while this one is written) ----------
+
+
+def _batches_then(error: Exception | None, closed: list[bool]) -> Iterator[list[int]]:
+    try:
+        yield [1, 2]
+        yield [3]
+        if error is not None:
+            raise error
+    finally:
+        closed.append(True)
+
+
+def _readers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "export-read-ahead"]
+
+
+def test_reading_ahead_hands_every_batch_in_order_then_ends_or_raises():
+    closed: list[bool] = []
+    assert list(exports._read_by_thread(_batches_then(None, closed))) == [[1, 2], [3]]
+    failing = exports._read_by_thread(_batches_then(RuntimeError("database went away"), closed))
+    assert next(failing) == [1, 2] and next(failing) == [3]
+    with pytest.raises(RuntimeError, match="database went away"):
+        next(failing)
+    assert closed == [True, True] and not _readers()
+
+
+def test_an_abandoned_read_ahead_stops_its_thread_and_closes_its_source():
+    closed: list[bool] = []
+    reading = exports._read_by_thread(_batches_then(None, closed))
+    assert next(reading) == [1, 2]
+    reading.close()  # the browser went away: the session must be free again at once
+    assert closed == [True] and not _readers()
+
+
+@postgresql_lane_only
+def test_postgresql_exports_read_their_batches_in_a_thread_of_their_own(
+        app, filed, clock, monkeypatch):
+    monkeypatch.setattr(exports, "BATCH", 2)
+    readers: list[str] = []
+
+    def recorded(read: Any) -> Any:
+        def reading(*args: Any) -> Iterator[Any]:
+            for batch in read(*args):
+                readers.append(threading.current_thread().name)
+                yield batch
+        return reading
+
+    for name in ("_batches", "_line_rows"):
+        monkeypatch.setattr(exports, name, recorded(getattr(exports, name)))
+    for export_format, use_lines in ((ExportFormat.XLSX, False),
+                                     (ExportFormat.CSV, False),
+                                     (ExportFormat.CSV, True)):
+        readers.clear()
+        with app.app_context():
+            job = exports.Export(export_format, exports.Filters(), "en", clock.now(),
+                                 use_lines=use_lines)
+            assert b"".join(exports.run(job, None))
+        assert job.rows == 5 and readers == ["export-read-ahead"] * 3, (export_format, readers)
+    assert not _readers()
+
+
+@postgresql_lane_only
+def test_an_abandoned_postgresql_export_frees_its_session_at_once(app, client, filed, db,
+                                                                  monkeypatch):
+    monkeypatch.setattr(exports, "BATCH", 2)
+    response = client.get("/api/v1/export?format=csv", headers=filed["admin"],
+                          buffered=False)
+    chunks = iter(response.response)
+    next(chunks)
+    assert len(_readers()) == 1  # reading the next batch, or holding it
+    response.close()
+    assert not _readers()
+    entry = db.scalars(select(AuditEntry).where(AuditEntry.tag == "export:created")).one()
+    assert entry.data["complete"] is False and entry.data["rows"] == 2
