@@ -1,15 +1,18 @@
 """Officers polling their inbox while reports keep arriving, over real HTTP to gunicorn.
 
 For each database (SQLite in a scratch directory, PostgreSQL in a scratch database) it
-runs init-db and seed-demo, adds a facility with a nurse in each Astana district that the
-demo leaves without one and `--officers` officers spread over Astana's six agencies (the
-five districts' guardianship and the city's police), then starts exactly what the Procfile
-runs (web and worker). Half the officers sign in through the sign-in form (a cookie
-session each), half hold their own API token. Each polls `GET /api/v1/reports?state=pending`
-every `--poll-seconds` (their first polls spread over one interval), while another process
-files `POST /api/v1/reports` at `--rate` per second on a fixed schedule (from several
-connections, so that a slow answer does not delay the next report), round-robin over the
-five facilities' nurses, one report in five with a risk flag (routed to the police too).
+builds a history of `--history` reports (bench/bulk.py: init-db, seed-demo, places across
+the country, 20,000 reports by default, their export lines rendered as the worker keeps
+them; `--history 0`: the demo's data alone), gives each Astana district a nurse (the
+history's, or a new facility's where the demo leaves it without one), adds `--officers`
+officers spread over Astana's six agencies (the five districts' guardianship and the city's
+police), then starts exactly what the Procfile runs (web and worker). Half the officers sign
+in through the sign-in form (a cookie session each), half hold their own API token. Each
+polls `GET /api/v1/reports?state=pending` every `--poll-seconds` (their first polls spread
+over one interval), while another process files `POST /api/v1/reports` at `--rate` per
+second on a fixed schedule (from several connections, so that a slow answer does not delay
+the next report), round-robin over the districts' nurses, one report in five with a risk
+flag (routed to the police too).
 
 After `--seconds` it prints per database, side by side, each endpoint's requests, req/s,
 p50/p95/p99 latency and errors (any status other than 200 or 201, or a failed connection),
@@ -49,6 +52,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 GOAL_P99_MS = 150.0
+# Reports already stored when the surge starts: a service that has run for a while, whose
+# PostgreSQL statistics describe tables of some size. From the demo's few rows alone (this
+# machine's server runs without autovacuum), the planner took the open reports for a handful
+# and read every notice of the agency for each of them: a poll's list cost 34 ms of the
+# server's time at 720 reports, growing with the square, until the server was saturated.
+HISTORY = 20_000
 LIST_PATH = "/api/v1/reports?state=pending"
 DEMO_NURSES = ("nurse@besik.example", "nurse2@besik.example")
 QUANTILES = (0.50, 0.95, 0.99)
@@ -100,11 +109,18 @@ def add_people(env: dict[str, str], officers: int) -> tuple[list[str], list[str]
     password_hash = hash_password(DEMO_PASSWORD)
     with app.app_context(), get_db().writing() as session:
         astana = session.scalars(select(Region).where(Region.code == "AST")).one()
-        staffed = {f.district_id for f in session.scalars(select(Facility))}
         nurses = list(session.scalars(select(User).where(User.email.in_(DEMO_NURSES))))
+        staffed = {nurse.facility.district_id for nurse in nurses if nurse.facility}
         for district in session.scalars(select(District).where(
                 District.region_id == astana.id).order_by(District.code)):
             if district.id in staffed:
+                continue
+            # The history's own nurse of the district, if it has one (bench/bulk.py).
+            nurse = session.scalars(select(User).join(Facility).where(
+                Facility.district_id == district.id, User.role == Role.REPORTER)
+                .order_by(User.id).limit(1)).first()
+            if nurse is not None:
+                nurses.append(nurse)
                 continue
             facility = Facility(code=f"LOAD-{district.code}", name=f"Maternity {district.name}",
                                 kind="maternity", district=district)
@@ -125,6 +141,30 @@ def add_people(env: dict[str, str], officers: int) -> tuple[list[str], list[str]
         signing_in = [user.email for user in people[1::2]]
     app.extensions["besik.db"].dispose()
     return nurse_tokens, officer_tokens, signing_in
+
+
+def with_history(url: str, scratch: Path, reports: int) -> dict[str, str]:
+    """A fresh database holding `reports` reports of the last two years across the country
+    (bench/bulk.py: init-db, seed-demo, the places beyond the demo's, the rows as filing,
+    acknowledging and the worker would have left them; PostgreSQL analyzed after the load),
+    as a service that has been running meets a surge; the environment to run against it."""
+    import bulk
+
+    from reporting import clock, create_app, exports
+    from reporting.config import Settings
+
+    bulk.fill(url, reports)
+    env = filing.scratch_env(url, scratch)
+    filing.flask_cli(env, "init-db")  # this run's audit key; no migration is missing
+    filing.flask_cli(env, "vapid-keys")
+    # The export's lines, as the worker's hourly pass keeps them: a worker started on a
+    # history without them spends its first seconds rendering them all (SQLite: in the
+    # write lock's turns, beside the web processes), which is a cold start, not a surge.
+    app = create_app(Settings.from_env(env))
+    with app.app_context():
+        exports.render_ahead(app.extensions["besik.db"], clock.now())
+    app.extensions["besik.db"].dispose()
+    return env
 
 
 def analyze(url: str) -> None:
@@ -255,7 +295,8 @@ class Outcome:
 def measure(database: str, url: str, args: argparse.Namespace) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="besik-load-") as name:
         scratch = Path(name)
-        env = filing.prepare_database(url, scratch)
+        env = (with_history(url, scratch, args.history) if args.history
+               else filing.prepare_database(url, scratch))
         nurse_tokens, officer_tokens, signing_in = add_people(env, args.officers)
         if url.startswith("postgresql"):
             analyze(url)
@@ -334,6 +375,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="reports filed per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured")
     parser.add_argument("--warmup", type=float, default=5.0, help="unrecorded lead-in")
+    parser.add_argument("--history", type=int, default=HISTORY,
+                        help=f"reports already in the database (bench/bulk.py; default "
+                             f"{HISTORY:,}; 0: the demo's only)")
     args = parser.parse_args()
     outcomes = []
     try:
