@@ -169,11 +169,8 @@ def with_history(url: str, scratch: Path, reports: int) -> dict[str, str]:
 
 def analyze(url: str) -> None:
     """Statistics for PostgreSQL's planner, as autovacuum keeps them on any database that has
-    run for a minute (this machine's server runs with autovacuum off). Without any, the
-    planner takes each table for a page or two and joins every open report to each of the
-    agency's notices: the pending list cost 16 ms of the server's time at 500 reports, and
-    grew with the square of the reports filed. Taken once, on the demo data: the planner
-    scales them by each table's size as it grows."""
+    run for a minute (this machine's server runs with autovacuum off), taken after set-up
+    on the history (see HISTORY: statistics of the demo's few rows alone are not enough)."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url, isolation_level="AUTOCOMMIT")

@@ -783,17 +783,15 @@ def _file(session: Session, export: Export) -> Iterator[bytes]:
         ["# audit-head", *[str(c) for c in AUDIT_COLUMNS]],
         ["# audit-head", export.head[0], export.head[1],
          to_local(export.now).isoformat(timespec="seconds")]]
-    if uses_lines:
-        lines = _line_batches(session, export, kept, notice_slots, deadline_slots)
-        yield from _csv(header, lines, audit_rows[1])
-        return
-    batches = read_ahead(session, _batches(session, export.filters, export.now, guard))
     if export.format is ExportFormat.CSV:
-        lines = _fresh_lines(_counted(_spread(batches, notice_slots, deadline_slots,
-                                              numbers=False), export), export)
+        lines = (_line_batches(session, export, kept, notice_slots, deadline_slots)
+                 if uses_lines else _fresh_lines(_counted(_spread(
+                     read_ahead(session, _batches(session, export.filters, export.now, guard)),
+                     notice_slots, deadline_slots, numbers=False), export), export))
         yield from _csv(header, lines, audit_rows[1])
         return
-    rows = _spread(batches, notice_slots, deadline_slots, numbers=True)
+    rows = _spread(read_ahead(session, _batches(session, export.filters, export.now, guard)),
+                   notice_slots, deadline_slots, numbers=True)
     yield from xlsx.stream([
         xlsx.Sheet(_sheet_name(), _flattened(header, _counted(rows, export)),
                    widths=[18, 38, 12, 28, 12, 28, 28] + [26] * (len(header) - 7)),
