@@ -154,7 +154,7 @@ def health(base_url: str) -> int | None:
     """GET /healthz: its status, or None when nothing answers."""
     try:
         return request(base_url, "GET", "/healthz", timeout=3)[0]
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return None
 
 
@@ -230,7 +230,9 @@ class Phones:
                 try:
                     status, answer_headers, answer = request(
                         base_url, "POST", "/api/v1/reports", body, headers)
-                except OSError as exc:  # refused, reset, timed out: the server is down
+                # Refused, reset, timed out, or an answer cut off by a kill (IncompleteRead):
+                # the phone's outbox keeps the report and sends it again.
+                except (OSError, http.client.HTTPException) as exc:
                     self._tally(f"no answer ({type(exc).__name__})")
                     time.sleep(self.retry_pause)
                     continue

@@ -21,6 +21,9 @@ def _open_me(page: Page, live_server: LiveServer) -> None:
     sign_in(page, live_server.url, OFFICER)
     page.get_by_role("link", name="Your account").click()
     expect(page.get_by_role("heading", name="Your account", level=1)).to_be_visible()
+    # A click's navigation is seen as soon as the heading is laid out, which may be before
+    # the stylesheet has arrived (CI once measured every target at its unstyled 17 px).
+    page.wait_for_load_state("load")
 
 
 def _locale_of(live_server: LiveServer, email: str) -> str | None:
