@@ -229,7 +229,8 @@ REPORT_COLUMNS = ("id", "reference", "facility_id", "district_id", "reporter_id"
                   "child_sex", "child_weight_g", "child_condition", "risk_flags", "warnings",
                   "content_hash", "state", "guardianship_due_at",
                   "guardianship_statutory_due_at", "guardianship_reported_at")
-NOTICE_COLUMNS = ("id", "report_id", "agency_id", "is_fallback", "sent_at", "ack_due_at",
+NOTICE_COLUMNS = ("id", "report_id", "agency_id", "report_received_at", "is_fallback",
+                  "sent_at", "ack_due_at",
                   "acknowledged_at", "acknowledged_by_id", "ack_channel", "escalation_level",
                   "examine_reminded_at")
 DEADLINE_COLUMNS = ("id", "report_id", "notice_id", "rule", "due_at", "met_at", "basis",
@@ -402,7 +403,9 @@ class Generator:
             self._deadline(batch, report_id, notice_id, "examine_child", due, examined)
             reminded = _reminded(acked, due, examined, now)
         batch.notices.append((
-            notice_id, report_id, route.agency_id, enc.flag(False), enc.moment(sent),
+            # Sent as the report was received (filing routes it then).
+            notice_id, report_id, route.agency_id, enc.moment(sent), enc.flag(False),
+            enc.moment(sent),
             enc.moment(ack_due), enc.maybe(acked),
             route.officer_id if acked is not None else None,
             rng.choice(CHANNELS) if acked is not None else None, level, enc.maybe(reminded)))

@@ -312,12 +312,19 @@ class Notice(Base):
         # that they never read the table (migration 0008).
         Index("ix_notices_agency_id_sent_at", "agency_id", "sent_at", "acknowledged_at",
               "ack_due_at", "escalation_level"),
+        # An officer's inbox, newest report first: walked until a page is full, whatever the
+        # number of the agency's reports (migration 0012).
+        Index("ix_notices_agency_id_report_order", "agency_id", "report_received_at",
+              "report_id"),
     )
     id: Mapped[uuidpk]
     report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), index=True)
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
     # Routed to the region's agency because the district has none: a configuration gap.
     is_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The report's received_at, copied when the notice is made (it never changes): an
+    # agency's reports in the order lists show them, read from this table's index alone.
+    report_received_at: Mapped[utc]
     sent_at: Mapped[utc]
     ack_due_at: Mapped[utc]
     acknowledged_at: Mapped[utc_opt]

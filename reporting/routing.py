@@ -63,7 +63,8 @@ def open_notices(report: Report, routes: list[tuple[Agency, bool]], rules: dict[
     notices = []
     for agency, is_fallback in routes:
         notice = Notice(id=new_uuid(), report=report, report_id=report.id, agency=agency,
-                        agency_id=agency.id, is_fallback=is_fallback, sent_at=now,
+                        agency_id=agency.id, is_fallback=is_fallback,
+                        report_received_at=report.received_at, sent_at=now,
                         ack_due_at=due_at(now, rules["acknowledge_notice"].duration, calendar),
                         escalation_level=0)
         for rule in rules.values():

@@ -48,7 +48,7 @@ def record_listed(session: Session, user_id: int, session_key: str,
             {**rows, "report_id": report_id} for report_id in report_ids])
     new = set(result.scalars())
     inserted = [report_id for report_id in report_ids if report_id in new]
-    audit.record_all(session, [audit.Entry("report:viewed", actor_id=user_id,
+    audit.append_all(session, [audit.Entry("report:viewed", actor_id=user_id,
                                            subject=f"report:{report_id}",
                                            data={"via": "list"}) for report_id in inserted],
                      now=now)

@@ -104,3 +104,130 @@ def test_a_page_is_the_same_json_whether_its_bodies_were_kept_or_not(app, client
     assert fresh.get_json() == kept.get_json()
     assert fresh.get_json()["next_cursor"] is not None
     assert len(fresh.get_json()["items"]) == 2
+
+
+# --- an officer's pages, found through the agency's notices -------------------------------------
+
+OFFICERS = ("officer@besik.example", "officer2@besik.example", "police@besik.example")
+STATES = (None, "pending", "overdue", "acknowledged", "closed")
+
+
+def _paged(client, headers, state: str | None, limit: int) -> list[str]:
+    """Every id the list shows, page after page."""
+    ids: list[str] = []
+    cursor = None
+    while True:
+        query = f"limit={limit}" + (f"&state={state}" if state else "")
+        if cursor:
+            query += f"&cursor={cursor}"
+        page = client.get(f"/api/v1/reports?{query}", headers=headers).get_json()
+        ids += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return ids
+
+
+def _in_scope(app, email: str, state: str | None, now: datetime) -> list[str]:
+    """The same list read through the scope rule itself (access.visible_reports)."""
+    from reporting.access import visible_reports
+    from reporting.views.api import _state_filter
+    from reporting.vocabulary import ReportFilter
+
+    with app.extensions["besik.db"].reading() as session:
+        user = session.scalars(select(User).where(User.email == email)).one()
+        query = visible_reports(user)
+        if state:
+            query = query.where(_state_filter(ReportFilter(state), now))
+        return list(session.scalars(query.with_only_columns(Report.id).order_by(
+            Report.received_at.desc(), Report.id.desc())))
+
+
+def test_an_officers_pages_hold_exactly_the_agencys_reports_in_scope_newest_first(
+        app, client, nurse, clock):
+    """Each officer's list, in every state and paged through, is what the scope rule finds,
+    in the same order: reports of other agencies left out, reports received at the same
+    moment ordered by id, a police notice added by an amendment found by its report's time."""
+    nurse2 = bearer(app, "nurse2@besik.example")
+    headers = {email: bearer(app, email) for email in OFFICERS}
+    start = datetime.now(UTC).replace(microsecond=0)
+    clock.freeze(start)
+    filed = []
+    for i in range(14):
+        if i % 4 == 0:
+            clock.advance(timedelta(minutes=11))  # every fourth moment holds several reports
+        body = report_body(risk_flags=["payment_suspected"]) if i % 3 == 0 else report_body()
+        response = client.post("/api/v1/reports", json=body, headers=nurse if i % 2 else nurse2)
+        assert response.status_code == 201, response.get_json()
+        filed.append(response.get_json()["id"])
+    for report_id in filed[1:6]:
+        assert client.post(f"/api/v1/reports/{report_id}/acknowledge",
+                           headers=headers[OFFICERS[0]]).status_code in (200, 404)
+    assert client.post(f"/api/v1/reports/{filed[3]}/actions", json={"action": "closed"},
+                       headers=headers[OFFICERS[0]]).status_code == 201
+    amended = client.post(f"/api/v1/reports/{filed[1]}/amendments", headers=nurse, json={
+        "changes": {"risk_flags": ["third_party_claim"]}, "reason": "a man asked for the child"})
+    assert amended.status_code == 201, amended.get_json()
+    clock.advance(timedelta(minutes=20))  # the earliest notices fall overdue, the last do not
+
+    with app.extensions["besik.db"].reading() as session:
+        copies = session.execute(select(Notice.report_received_at, Report.received_at)
+                                 .join(Report, Report.id == Notice.report_id)).all()
+    assert len(copies) > len(filed)
+    assert all(copy == received for copy, received in copies)  # the notices' copies
+
+    seen_states = set()
+    for email in OFFICERS:
+        for state in STATES:
+            expected = _in_scope(app, email, state, clock.now())
+            for limit in (1, 3):  # one a page: a tie broken the wrong way shows at once
+                assert _paged(client, headers[email], state, limit) == expected, (email, state)
+            seen_states |= {state} if expected else set()
+    assert seen_states == set(STATES)  # each state's list held reports somewhere
+
+
+def test_an_officers_page_walks_the_agencys_notices_in_order_and_stops_when_full(
+        app, client, nurse, clock):
+    """The page's ids come from the notices' index, newest first, each report checked as it
+    comes: no sort of the agency's reports and no join of all of them, whatever the
+    database's statistics say (on PostgreSQL, with the planner told that sequential reads and
+    nested loops cost more than anything else)."""
+    from sqlalchemy import event
+
+    officer = bearer(app, "officer@besik.example")
+    for _ in range(3):
+        assert client.post("/api/v1/reports", json=report_body(), headers=nurse).status_code \
+            == 201
+    engine = app.extensions["besik.db"].engine
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "routed" in statement and "report_received_at" in statement:
+            captured.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        page = client.get("/api/v1/reports?state=pending&limit=2", headers=officer)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert page.status_code == 200 and len(page.get_json()["items"]) == 2
+    ((statement, parameters),) = captured
+
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            # As if the planner found any other way cheaper: a join by hashing or merging
+            # the agency's reports, or a sequential read of a table.
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+            lines = [row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)]
+            plan = "\n".join(lines)
+            # The page's limit over a loop whose outer side is the walk: it stops when full.
+            assert lines[0].startswith("Limit"), plan
+            assert lines[1].strip().startswith("->  Nested Loop  "), plan
+            assert "Scan Backward using ix_notices_agency_id_report_order on notices routed" \
+                in lines[2], plan
+            assert "Sort" not in plan, plan
+        else:
+            plan = "\n".join(row[3] for row in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", parameters))
+            assert "USING COVERING INDEX ix_notices_agency_id_report_order" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan

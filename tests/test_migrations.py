@@ -238,6 +238,15 @@ def test_upgrading_a_database_that_holds_reports_keeps_them_and_the_app_works_on
             guardianship_reported_at=DateTime(timezone=True))
         assert [tuple(_utc(v) for v in row) for row in conn.execute(outcome)] == [
             (NOW - timedelta(hours=1), None, NOW - timedelta(hours=2))]
+        # 0012 copied each notice's report's received_at, and SQLite's copy of the table
+        # kept the triggers that raise the report's revision.
+        order = text("SELECT report_received_at FROM notices").columns(
+            report_received_at=DateTime(timezone=True))
+        assert [_utc(v) for v in conn.execute(order).scalars()] == [NOW - timedelta(hours=1)]
+        revision = conn.execute(text("SELECT revision FROM reports")).scalar_one()
+        conn.execute(text("UPDATE notices SET escalation_level = escalation_level + 1"))
+        assert conn.execute(text("SELECT revision FROM reports")).scalar_one() == revision + 1
+        conn.rollback()
     engine.dispose()
 
     key = tmp_path / "vapid_private.pem"

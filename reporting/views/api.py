@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, select
 
 from .. import (
     accounts,
@@ -36,7 +36,6 @@ from ..access import (
     allow,
     token_authenticated,
     visible_audit,
-    visible_reports,
 )
 from ..acknowledgements import acknowledge, acknowledge_with_token
 from ..actions import record_action
@@ -156,19 +155,13 @@ def list_reports() -> Any:
     now = clock.now()
     query_args = validated_query(REPORT_LIST_QUERY)
     limit = query_args.get("limit", DEFAULT_PAGE)
-    query = visible_reports(current_user)
-    if "state" in query_args:
-        query = query.where(_state_filter(query_args["state"], now))
-    if "cursor" in query_args:
-        received_at, report_id = _decode_cursor(query_args["cursor"])
-        query = query.where(or_(Report.received_at < received_at,
-                                and_(Report.received_at == received_at,
-                                     Report.id < report_id)))
+    conditions = [_state_filter(query_args["state"], now)] if "state" in query_args else []
+    after = _decode_cursor(query_args["cursor"]) if "cursor" in query_args else None
     viewer = viewing_session()
     with reading() as session:
+        query = listing.newest_first(session, current_user, conditions, after, limit)
         page = listing.list_page(
-            session, query.order_by(Report.received_at.desc(), Report.id.desc()), limit,
-            viewer, now, reports_as_json, current_app.json.dumps,
+            session, query, limit, viewer, now, reports_as_json, current_app.json.dumps,
             listing.rendered_reports(current_app))
     next_cursor = _encode_cursor(*page.more_after) if page.more_after else None
     # The bodies come written (kept from earlier polls): the page is put around them.
