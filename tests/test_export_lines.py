@@ -17,7 +17,7 @@ from reporting import exports
 from reporting.models import Deadline, ExportLine, Facility, Report, User
 from reporting.vocabulary import ExportFormat
 from reporting.worker import Worker
-from tests.conftest import bearer, postgresql_lane_only
+from tests.conftest import bearer, postgresql_lane_only, report_body
 from tests.test_exports import _as_csv_text, _expected, _read_csv, filed  # noqa: F401
 
 
@@ -200,6 +200,23 @@ def test_the_worker_renders_the_lines_ahead(app, filed, clock):
             # True until the first of its pending deadlines falls due.
             assert stale == {pending}
     assert _same_file_either_way(app, clock.now()).rows_rendered == 0
+
+
+@postgresql_lane_only
+def test_filing_raises_a_new_reports_revision_once_per_table_not_once_per_row(
+        app, client, nurse):
+    """PostgreSQL's revision triggers run once per statement: filing writes a report's
+    notices in one INSERT and its deadlines in another, so the new report is updated twice
+    (one notice and four deadlines here, two notices and six with a risk flag), not once
+    per row."""
+    for body in (report_body(), report_body(risk_flags=["payment_suspected"])):
+        response = client.post("/api/v1/reports", json=body, headers=nurse)
+        assert response.status_code == 201, response.get_json()
+        with app.extensions["besik.db"].reading() as session:
+            revision = session.scalar(select(Report.revision)
+                                      .where(Report.id == response.get_json()["id"]))
+        assert len(response.get_json()["deadlines"]) > 3
+        assert revision == 2, body
 
 
 @pytest.mark.parametrize("lang", ["kk", "ru"])
