@@ -264,6 +264,38 @@ def test_escalation_reaches_the_head_once_then_the_region_admin_with_workers_rac
     assert data["notices"][0]["escalation_level"] == 2
 
 
+def test_a_pass_woken_by_a_commit_delivers_and_leaves_the_clocks_work_to_a_later_pass(
+        client, app, nurse, push_service, clock):
+    """A commit queues deliveries; it makes nothing fall due. A woken pass delivers the new
+    report's push without looking for escalations (at 20 filings a second that look was
+    most of the worker's database time); the worker looks at least every
+    CLOCK_WORK_SECONDS, and after every full poll."""
+    from reporting.worker import CLOCK_WORK_SECONDS, clock_work_due
+
+    result = app.test_cli_runner().invoke(args=["policy", "set", "acknowledge_notice", "2s"])
+    assert result.exit_code == 0
+    officer = subscribe(client, app, "officer@besik.example", push_service)
+    subscribe(client, app, "head@besik.example", push_service)  # whom escalation alerts
+    clock.freeze(datetime.now(UTC))
+    late = file(client, nurse)["notices"][0]
+    the_worker = worker(app)
+    the_worker.run_once(clock.now())
+    push_service.wait_for(1, subscription=officer)
+
+    clock.advance(timedelta(seconds=3))  # the first notice is overdue now
+    later = clock.now()
+    fresh = file(client, nurse)["notices"][0]
+    woken = the_worker.run_once(later, by_the_clock=False)
+    assert (woken.sent, woken.escalated) == (2, 0)  # the new notice to both; no escalation
+    assert about_notices(push_service.received(officer))[-1].payload["notice_id"] == fresh["id"]
+    assert escalations(app) == []
+    assert the_worker.run_once(later).escalated == 1  # the clock's pass
+    assert [e["subject"] for e in escalations(app)] == [f"notice:{late['id']}"]
+
+    assert clock_work_due(100.0, 100.0 + CLOCK_WORK_SECONDS)
+    assert not clock_work_due(100.0, 100.0 + CLOCK_WORK_SECONDS - 0.01)
+
+
 def test_acknowledgement_stops_escalation_and_is_shown_late(client, app, nurse, push_service,
                                                             clock):
     app.test_cli_runner().invoke(args=["policy", "set", "acknowledge_notice", "2s"])
