@@ -39,6 +39,8 @@ def _body(seq: int, at: datetime, actor_id: int | None, tag: str, subject: str |
 _HEAD = table_of(AuditHead)
 _LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
 _APPEND = insert(table_of(AuditEntry))
+# Entries per INSERT: far below SQLite's limit of bound parameters (32,766; eight a row).
+APPEND_ROWS_PER_STATEMENT = 500
 _MOVE_HEAD = (update(_HEAD).where(_HEAD.c.id == 1)
               .values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
 
@@ -80,6 +82,8 @@ def append_all(session: Session, entries: list[Entry], *, now: datetime | None =
 def _append(session: Session, entries: list[Entry], now: datetime | None
             ) -> list[dict[str, Any]]:
     session.flush()  # pending changes first: the entries describe them
+    if not entries:  # (a list whose views a twin request recorded first)
+        return []
     connection = session.connection()
     seq, prev = connection.execute(_LOCK_HEAD).one()
     at = (now or clock.now()).astimezone(UTC)
@@ -93,8 +97,14 @@ def _append(session: Session, entries: list[Entry], now: datetime | None
                      "subject": entry.subject, "data": payload, "prev_hash": prev,
                      "hash": digest})
         prev = digest
-    # Plain Core statements, built once: appending runs inside the write lock.
-    connection.execute(_APPEND, rows)
+    # Plain Core statements, built once: appending runs inside the write lock. Several
+    # entries (a list's new views, a filing's) go as INSERTs of several VALUES each: psycopg
+    # runs an executemany as one statement per row, at a cost in Python for each.
+    if len(rows) == 1:
+        connection.execute(_APPEND, rows[0])
+    else:
+        for start in range(0, len(rows), APPEND_ROWS_PER_STATEMENT):
+            connection.execute(_APPEND.values(rows[start:start + APPEND_ROWS_PER_STATEMENT]))
     connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
     return rows
 

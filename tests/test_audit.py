@@ -32,6 +32,26 @@ def test_chain_verifies_after_filing(client, nurse, db):
         AuditEntry.seq.desc()).limit(1))
 
 
+def test_many_entries_appended_at_once_are_one_valid_chain_and_none_appends_nothing(app):
+    """Appended in INSERTs of up to APPEND_ROWS_PER_STATEMENT entries each: across their
+    boundaries the chain is whole, in order, every entry there once."""
+    database = app.extensions["besik.db"]
+    count = 2 * audit.APPEND_ROWS_PER_STATEMENT + 1
+    with database.writing() as session:
+        before = session.scalar(select(func.count()).select_from(AuditEntry))
+        audit.append_all(session, [audit.Entry("test:many", actor_id=None, subject=f"n:{i}",
+                                               data={"i": i}) for i in range(count)])
+        audit.append_all(session, [])
+    with database.reading() as session:
+        result = audit.verify(session)
+        appended = session.scalars(select(AuditEntry.data).where(AuditEntry.tag == "test:many")
+                                   .order_by(AuditEntry.seq)).all()
+        total = session.scalar(select(func.count()).select_from(AuditEntry))
+    assert result.is_ok, result
+    assert [data["i"] for data in appended] == list(range(count))
+    assert total == before + count
+
+
 def test_an_edited_entry_is_detected(client, nurse, app, db):
     client.post("/api/v1/reports", json=report_body(), headers=nurse)
     filed = db.scalars(select(AuditEntry).where(AuditEntry.tag == "report:filed")).one()
