@@ -181,9 +181,12 @@ def newest_first(session: Session, user: User, conditions: Sequence[ColumnElemen
     database matched every open report against the agency's notices before choosing the
     newest (it cannot know that an agency's newest reports are mostly the open ones)."""
     if user.role is Role.OFFICER:
-        # One more than a page: list_page tells by it whether more follow.
-        ids = _routed_ids(session, user.agency_id, conditions, after, limit + 1)
-        return (select(Report).where(Report.id.in_(ids))
+        # One more than a page: list_page tells by it whether more follow. A subquery, not
+        # its ids: the page is one statement of one text (psycopg parses afresh, every time,
+        # a statement of over 50 parameters).
+        routed = _routed(session.get_bind().dialect.name, user.agency_id, conditions, after,
+                         limit + 1)
+        return (select(Report).where(Report.id.in_(routed))
                 .order_by(Report.received_at.desc(), Report.id.desc()))
     query = visible_reports(user).where(*conditions)
     if after is not None:
@@ -191,13 +194,12 @@ def newest_first(session: Session, user: User, conditions: Sequence[ColumnElemen
     return query.order_by(Report.received_at.desc(), Report.id.desc())
 
 
-def _routed_ids(session: Session, agency_id: int | None,
-                conditions: Sequence[ColumnElement[bool]], after: tuple[datetime, str] | None,
-                limit: int) -> list[str]:
+def _routed(dialect: str, agency_id: int | None, conditions: Sequence[ColumnElement[bool]],
+            after: tuple[datetime, str] | None, limit: int) -> Select[tuple[str]]:
     """The ids of the newest `limit` reports routed to the agency that meet `conditions`."""
     report = select(Report.id).where(Report.id == _ROUTED.c.report_id, *conditions)
     query = select(_ROUTED.c.report_id)
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         # A LATERAL subquery with a LIMIT is checked once per notice, in the index's order:
         # PostgreSQL can neither flatten it into a join nor reorder the walk (an EXISTS it
         # would turn into a join).
@@ -209,7 +211,7 @@ def _routed_ids(session: Session, agency_id: int | None,
              .limit(limit))
     if after is not None:
         query = query.where(_after(_ROUTED.c.report_received_at, _ROUTED.c.report_id, after))
-    return list(session.scalars(query))
+    return query
 
 
 def _after(received_at: Any, report_id: Any, cursor: tuple[datetime, str]
