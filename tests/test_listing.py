@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from reporting.models import Agency, Notice, PushDelivery, Report, User
@@ -185,12 +187,8 @@ def test_an_officers_pages_hold_exactly_the_agencys_reports_in_scope_newest_firs
     assert seen_states == set(STATES)  # each state's list held reports somewhere
 
 
-def test_an_officers_page_walks_the_agencys_notices_in_order_and_stops_when_full(
-        app, client, nurse, clock):
-    """The page's reports come from the notices' index, newest first, each report checked
-    as it comes, until the page is full: no sort of the agency's reports and no join of all
-    of them, whatever the database's statistics say (on PostgreSQL, with the planner told
-    that sequential reads and nested loops cost more than anything else)."""
+def _officers_page_statement(app, client, nurse) -> tuple[str, Any]:
+    """The statement (and its parameters) of an officer's page of two pending reports."""
     from sqlalchemy import event
 
     officer = bearer(app, "officer@besik.example")
@@ -211,8 +209,18 @@ def test_an_officers_page_walks_the_agencys_notices_in_order_and_stops_when_full
         event.remove(engine, "before_cursor_execute", capture)
     assert page.status_code == 200 and len(page.get_json()["items"]) == 2
     ((statement, parameters),) = captured  # the page is one statement
+    return statement, parameters
 
+
+def test_an_officers_page_walks_the_agencys_notices_in_order_and_stops_when_full(
+        app, client, nurse, clock):
+    """The page's reports come from the notices' index, newest first, each report checked
+    as it comes, until the page is full: no sort of the agency's reports and no join of all
+    of them, whatever the database's statistics say (on PostgreSQL, with the planner told
+    that sequential reads and nested loops cost more than anything else)."""
+    statement, parameters = _officers_page_statement(app, client, nurse)
     walk = "ix_notices_agency_id_report_order"
+    engine = app.extensions["besik.db"].engine
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             # As if the planner found any other way cheaper: a join by hashing or merging
@@ -237,3 +245,17 @@ def test_an_officers_page_walks_the_agencys_notices_in_order_and_stops_when_full
                     inside.append(detail)
             assert any(f"USING COVERING INDEX {walk}" in detail for detail in inside), plan
             assert not any("TEMP B-TREE" in detail for detail in inside), plan
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_pages_stamps_find_each_notices_sent_pushes_by_the_notice(app, client, nurse):
+    """SQLite, without statistics, chose between an index on the notice and one on the
+    status by their order: it read every sent push of the service for each notice of a page.
+    One index on both leaves no choice (PostgreSQL plans from its statistics)."""
+    statement, parameters = _officers_page_statement(app, client, nurse)
+    with app.extensions["besik.db"].engine.connect() as conn:
+        plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}",
+                                                       parameters)]
+    pushes = [detail for detail in plan if "stamp_delivery" in detail]
+    assert pushes == ["SEARCH stamp_delivery USING COVERING INDEX "
+                      "ix_push_deliveries_notice_id_status (notice_id=? AND status=?)"], plan
