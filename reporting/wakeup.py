@@ -98,11 +98,21 @@ def _inserts_work(statement: Any) -> bool:
         WORK_TABLES)
 
 
+_NOTIFY = f"SELECT pg_notify('{CHANNEL}', '')"
+
+
 def notify(connection: Any) -> None:
     """PostgreSQL: queue the notification in the open transaction (sent at its COMMIT)."""
+    dialect = connection.dialect
     cursor = connection.connection.cursor()
     try:
-        cursor.execute(f"SELECT pg_notify('{CHANNEL}', '')")
+        cursor.execute(_NOTIFY)
+    except dialect.loaded_dbapi.Error as error:
+        # Run on the driver's own cursor, its errors come out unwrapped: a connection the
+        # database cut as it committed must be SQLAlchemy's OperationalError like any other
+        # (the request answers 503, and the phone keeps the report), not a bare 500.
+        raise exc.DBAPIError.instance(_NOTIFY, None, error, dialect.loaded_dbapi.Error,
+                                      dialect=dialect) from error
     finally:
         cursor.close()
 

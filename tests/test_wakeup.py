@@ -277,3 +277,39 @@ def test_wake_ups_soon_after_a_pass_are_gathered_into_the_next_one(client, nurse
     waited = time.monotonic()
     worker.gather(listener, waited - worker.GATHER_SECONDS)  # the last pass is long past
     assert time.monotonic() - waited < 1.0
+
+
+@postgresql_lane_only
+def test_a_connection_cut_as_its_filing_commits_answers_503_and_keeps_nothing(
+        client, app, nurse, database, push_service, monkeypatch):
+    """The NOTIFY runs on the driver's own cursor as the filing commits. If the database
+    cuts the connection just then, the filing answers 503 in the API's shape (the phone
+    keeps the report and sends it again), not a bare 500, and nothing of it is stored."""
+    from sqlalchemy import func
+
+    from reporting.models import Report
+
+    subscribe(client, app, push_service)  # filing queues a push: its commit notifies
+    engine = database.engine
+    body = report_body()
+    notify = wakeup.notify
+
+    def cut_then_notify(connection) -> None:
+        pid = connection.connection.dbapi_connection.info.backend_pid
+        with engine.connect() as other:
+            # Waits (up to 30 s) until the backend is gone: the NOTIFY meets a dead connection.
+            assert other.execute(text("SELECT pg_terminate_backend(:pid, 30000)"),
+                                 {"pid": pid}).scalar_one()
+        notify(connection)
+
+    monkeypatch.setattr(wakeup, "notify", cut_then_notify)
+    response = client.post("/api/v1/reports", json=body, headers=nurse)
+    monkeypatch.undo()
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["error"]["code"] == "unavailable"
+    assert int(response.headers["Retry-After"]) >= 1
+    with database.reading() as session:
+        assert session.scalar(select(func.count()).select_from(Report)
+                              .where(Report.id == body["id"])) == 0
+    again = client.post("/api/v1/reports", json=body, headers=nurse)  # the phone's resend
+    assert again.status_code == 201, again.get_json()
