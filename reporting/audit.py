@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from . import clock
+from .db import insert_rows
 from .deadlines import start_of_local_day
 from .models import AuditEntry, AuditHead, User, table_of
 
@@ -105,23 +106,19 @@ def _append(session: Session, entries: list[Entry], now: datetime | None
 
 
 def _write(connection: Connection, rows: list[dict[str, Any]], head: dict[str, Any]) -> None:
-    """Insert the entries and move the head. Plain Core statements: appending runs inside
-    the write lock. Several entries (a list's new views, a filing's) go as INSERTs of several
-    VALUES each: psycopg runs an executemany as one statement per row, at a cost in Python
-    for each. On PostgreSQL the head moves within the last INSERT (a data-modifying WITH):
-    one round trip less while the head is locked, when a web process that holds it and
-    waits for a core holds up every other appender."""
+    """Insert the entries and move the head: plain Core statements (appending runs inside
+    the write lock), several entries as one INSERT (db.insert_rows) of up to
+    APPEND_ROWS_PER_STATEMENT. On PostgreSQL the head moves within the last INSERT (a
+    data-modifying WITH): one round trip less while the head is locked, when a web process
+    that holds it and waits for a core holds up every other appender."""
     chunks = [rows[start:start + APPEND_ROWS_PER_STATEMENT]
               for start in range(0, len(rows), APPEND_ROWS_PER_STATEMENT)]
-    moves_head = connection.dialect.name == "postgresql"
-    for number, chunk in enumerate(chunks, start=1):
-        last = number == len(chunks)
-        statement = _APPEND_MOVING_HEAD if last and moves_head else _APPEND
-        if len(chunk) == 1:
-            connection.execute(statement, {**chunk[0], **head})
-        else:
-            connection.execute(statement.values(chunk), head if last and moves_head else {})
-    if not moves_head:
+    for chunk in chunks[:-1]:
+        insert_rows(connection, _APPEND, chunk)
+    if connection.dialect.name == "postgresql":
+        insert_rows(connection, _APPEND_MOVING_HEAD, chunks[-1], head)
+    else:
+        insert_rows(connection, _APPEND, chunks[-1])
         connection.execute(_MOVE_HEAD, head)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, aliased
 
 from . import alerts, audit
 from .bodies import REPORT
+from .db import insert_rows
 from .deadlines import (
     REPORTING_STATUTORY,
     REPORTING_TARGET,
@@ -327,13 +328,9 @@ class Inserts:
     def run(self, session: Session) -> None:
         connection = session.connection()
         for (statement, _), rows in self.batches.items():
-            if len(rows) == 1:
-                connection.execute(statement, rows[0])
-            else:
-                # One INSERT of several VALUES, not psycopg's one statement per row:
-                # PostgreSQL's triggers on notices and deadlines (the report's revision,
-                # migration 0011) then run once per table, not once per deadline.
-                connection.execute(statement.values(rows))
+            # One INSERT per table: PostgreSQL's triggers on notices and deadlines (the
+            # report's revision, migration 0011) then run once per table, not per deadline.
+            insert_rows(connection, statement, rows)
 
 
 _INSERTABLE: dict[type[Base], tuple[Insert, list[tuple[str, str, bool]]]] = {}

@@ -41,14 +41,13 @@ def _notices_rebuilt_on_sqlite() -> Iterator[bool]:
     if bind.dialect.name != 'sqlite':
         yield False
         return
-    triggers = [row.sql for row in bind.execute(sa.text(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'notices'"))]
-    for name in bind.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger' "
-                                     "AND tbl_name = 'notices'")).scalars().all():
-        op.execute(f'DROP TRIGGER {name}')
+    triggers = bind.execute(sa.text("SELECT name, sql FROM sqlite_master "
+                                    "WHERE type = 'trigger' AND tbl_name = 'notices'")).all()
+    for trigger in triggers:
+        op.execute(f'DROP TRIGGER {trigger.name}')
     yield True
-    for statement in triggers:
-        op.execute(statement)
+    for trigger in triggers:
+        op.execute(trigger.sql)
 
 
 def upgrade() -> None:
